@@ -1,0 +1,60 @@
+"""snakes-web: serve a fastai image classifier as a web page and a JSON API."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+__version__ = "0.1.0"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Assemble the app: settings, the predictor, request ids, errors, then the blueprints."""
+    from .config import load_settings
+
+    app = Flask(__name__, static_folder=None)
+    app.config.from_mapping(load_settings(overrides=config))
+    register_limits(app)
+    register_predictor(app)
+    register_request_ids(app)
+    register_error_handlers(app)
+    register_blueprints(app)
+    return app
+
+
+def register_limits(app: Flask) -> None:
+    """Cap request bodies and form parts (Werkzeug answers 413 past them)."""
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
+    app.config["MAX_FORM_MEMORY_SIZE"] = 64 * 1024  # text fields: a URL, not a novel
+    app.config["MAX_FORM_PARTS"] = 16
+
+
+def register_predictor(app: Flask) -> None:
+    """Attach the one predictor holder; the model itself loads on first use in each worker."""
+    from .predictor import PredictorHolder, attach
+
+    attach(app.extensions, PredictorHolder(app.config, predictor=app.config.get("PREDICTOR")))
+
+
+def register_request_ids(app: Flask) -> None:
+    """Tag every request and response with an id."""
+    from .request_id import register_request_ids as register
+
+    register(app)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render every error as problem+json or HTML from the same information."""
+    from .errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    """Register the HTML pages, the JSON API and the health probes."""
+    from . import api, health, web
+
+    app.register_blueprint(web.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)

@@ -1,0 +1,6 @@
+"""Allow `python -m snakes_web`."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,87 @@
+"""Settings: every one declared once with its default and one line of help.
+
+Order of precedence: the defaults here, then environment variables ``SNAKES_<NAME>``,
+then a mapping passed to ``create_app`` (tests).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ENV_PREFIX = "SNAKES_"
+
+
+def parse_bool(raw: str) -> bool:
+    """Read a yes/no environment value."""
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration value: its name, default, parser and help line."""
+
+    name: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def env(self) -> str:
+        """Return the environment variable that sets this value."""
+        return ENV_PREFIX + self.name
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("MODEL", "models/export.pkl", str,
+            "Path of the fastai `export.pkl` to serve (relative paths start at the working directory)."),
+    Setting("MODEL_NAME", "", str,
+            "Name shown for the model; empty means the name stored in the model, else the file name."),
+    Setting("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, int,
+            "Largest request body accepted (uploads included), in bytes; larger gets 413."),
+    Setting("MAX_IMAGE_PIXELS", 50_000_000, int,
+            "Largest image accepted, in pixels (width × height), checked before decoding; larger gets 413."),
+    Setting("FETCH_MAX_BYTES", 20 * 1024 * 1024, int,
+            "Largest image downloaded from a URL, in bytes; larger gets 413."),
+    Setting("FETCH_TIMEOUT", 10.0, float,
+            "Seconds allowed to connect to, and then between bytes from, a remote image URL (504 past it)."),
+    Setting("ALLOW_PRIVATE_URLS", False, parse_bool,
+            "Allow URLs that resolve to loopback, private or link-local addresses (tests and closed networks only)."),
+    Setting("TORCH_THREADS", 0, int,
+            "Torch threads per worker; 0 means cores ÷ workers (gunicorn.conf.py fills it in)."),
+    Setting("UNSURE_BELOW", 0.5, float,
+            "Top probability under which the page says the model is unsure."),
+)
+
+#: Keys that tests may pass in the mapping without being settings (they are objects, not strings).
+TEST_ONLY_KEYS = frozenset({"PREDICTOR", "TESTING"})
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return every setting: defaults, then ``SNAKES_*`` from the environment, then overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        values[setting.name] = setting.default
+        raw = environ.get(setting.env)
+        if raw is not None:
+            try:
+                values[setting.name] = setting.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{setting.env}={raw!r} is not valid: {exc}") from None
+    for key, value in (overrides or {}).items():
+        if key not in values and key not in TEST_ONLY_KEYS and not key.isupper():
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = value
+    return values

@@ -1,0 +1,92 @@
+"""The one error handler: the same information rendered as problem+json under /api, HTML elsewhere."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .exceptions import ModelLoadError, ModelUnavailable, PayloadTooLarge, SnakesError
+
+log = logging.getLogger(__name__)
+PROBLEM_TYPE = "urn:snakes-web:problem:"
+
+# Werkzeug's own HTTP errors, said in our words (their defaults talk about "the server").
+_HTTP_DETAILS = {
+    404: "There is nothing at this address.",
+    405: "This address does not accept that method.",
+    415: "That content type is not accepted here.",
+}
+_HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "too-large",
+               415: "unsupported-media-type"}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Route every exception a request can raise to one renderer."""
+    app.register_error_handler(SnakesError, _handle_snakes_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(ModelLoadError, _handle_model_load_error)
+    app.register_error_handler(Exception, _handle_unexpected)
+
+
+def as_snakes_error(exc: HTTPException) -> SnakesError:
+    """Translate a Werkzeug HTTP error into our hierarchy's terms."""
+    if isinstance(exc, RequestEntityTooLarge):
+        return upload_too_large()
+    error = SnakesError(_HTTP_DETAILS.get(exc.code or 500, exc.description or exc.name))
+    error.status, error.title = exc.code or 500, exc.name
+    error.slug = _HTTP_SLUGS.get(error.status, exc.name.lower().replace(" ", "-"))
+    return error
+
+
+def upload_too_large() -> PayloadTooLarge:
+    """Build the error for a request body over the configured limit."""
+    from flask import current_app
+
+    megabytes = current_app.config["MAX_UPLOAD_BYTES"] / (1024 * 1024)
+    return PayloadTooLarge(f"The upload is too large; the limit is {megabytes:g} MB.")
+
+
+def problem(error: SnakesError) -> dict[str, object]:
+    """Return the RFC 9457 problem document for ``error``."""
+    return {"type": PROBLEM_TYPE + error.slug, "title": error.title, "status": error.status,
+            "detail": error.detail, "request_id": g.get("request_id", "")}
+
+
+def render_error(error: SnakesError) -> Response:
+    """Render ``error`` as problem+json for API paths, as an HTML page otherwise."""
+    if wants_json():
+        response = jsonify(problem(error))
+        response.mimetype = "application/problem+json"
+    else:
+        response = Response(render_template("error.html", error=error), mimetype="text/html")
+    response.status_code = error.status
+    return response
+
+
+def wants_json() -> bool:
+    """Tell whether this request is for the JSON API rather than the HTML pages."""
+    return request.path.startswith("/api/") or request.path in {"/healthz", "/readyz"}
+
+
+def _handle_snakes_error(exc: SnakesError) -> Response:
+    return render_error(exc)
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    response = render_error(as_snakes_error(exc))
+    if exc.code == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _handle_model_load_error(exc: ModelLoadError) -> Response:
+    # The message names a server path: log it, never send it.
+    log.error("model unavailable (request %s): %s", g.get("request_id", "-"), exc)
+    return render_error(ModelUnavailable("The model is not available right now. Try again later."))
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    log.exception("unexpected error (request %s)", g.get("request_id", "-"))
+    error = SnakesError("Something went wrong on our side. Quote the request id if you report it.")
+    return render_error(error)

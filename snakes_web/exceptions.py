@@ -1,0 +1,75 @@
+"""One exception hierarchy for every input problem; each class knows its HTTP status.
+
+No Flask here: images, fetching and the predictor raise these, the web layer renders them.
+"""
+from __future__ import annotations
+
+
+class SnakesError(Exception):
+    """A problem we can explain to the person or program that sent the request."""
+
+    status = 500
+    title = "Internal Server Error"
+    slug = "internal-error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(SnakesError):
+    """The request is missing something or is malformed."""
+
+    status, title, slug = 400, "Bad Request", "bad-request"
+
+
+class NotFound(SnakesError):
+    """No such page."""
+
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class MethodNotAllowed(SnakesError):
+    """The path exists but not with that method."""
+
+    status, title, slug = 405, "Method Not Allowed", "method-not-allowed"
+
+
+class PayloadTooLarge(SnakesError):
+    """The upload, download or image is bigger than we accept."""
+
+    status, title, slug = 413, "Payload Too Large", "too-large"
+
+
+class UnsupportedMediaType(SnakesError):
+    """The body or file is not a kind we accept (not an image, or the wrong content type)."""
+
+    status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
+
+
+class UndecodableImage(SnakesError):
+    """The file says it is an image but cannot be decoded (truncated or corrupt)."""
+
+    status, title, slug = 422, "Unprocessable Image", "undecodable-image"
+
+
+class UpstreamError(SnakesError):
+    """The remote server of an image URL failed or refused."""
+
+    status, title, slug = 502, "Bad Gateway", "upstream-error"
+
+
+class ModelUnavailable(SnakesError):
+    """The model is not loaded (yet, or it failed to load)."""
+
+    status, title, slug = 503, "Service Unavailable", "model-unavailable"
+
+
+class UpstreamTimeout(SnakesError):
+    """The remote server of an image URL was too slow."""
+
+    status, title, slug = 504, "Gateway Timeout", "upstream-timeout"
+
+
+class ModelLoadError(RuntimeError):
+    """The model file is missing or cannot be loaded; the message names the path and the setting."""

@@ -1,0 +1,94 @@
+"""Bytes in, a clean RGB image out, or a typed error: the only place uploads are decoded."""
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .exceptions import BadRequest, PayloadTooLarge, UndecodableImage, UnsupportedMediaType
+
+#: Pillow format names we decode; the format is read from the bytes, never from a name or header.
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
+ACCEPTED_WORDS = "JPEG, PNG, GIF, WebP, BMP or TIFF"
+
+# Errors Pillow raises on a broken file body (after the header was understood).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+
+
+def load_image(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode ``data`` into an upright RGB image, first frame only, or raise a ``SnakesError``."""
+    if not data:
+        raise BadRequest("The file is empty.")
+    image = _open(data, max_pixels)
+    try:
+        image.seek(0)
+        image.load()
+        image = ImageOps.exif_transpose(image) or image
+        return to_rgb(image)
+    except Image.DecompressionBombError:
+        raise _too_many_pixels(max_pixels) from None
+    except _DECODE_ERRORS:
+        raise UndecodableImage(
+            f"The {image.format} file could not be decoded: it looks truncated or corrupt.") from None
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Read only the header: identify the format and check the pixel count before decoding."""
+    Image.init()  # register every plugin, so `formats=` knows all the names (cheap after the first call)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        raise UnsupportedMediaType(
+            f"That file is not an image we can read. Send a {ACCEPTED_WORDS} image.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_many_pixels(max_pixels) from None
+    except _DECODE_ERRORS:
+        raise UndecodableImage("The image header could not be read: the file looks corrupt.") from None
+    if image.width * image.height > max_pixels:
+        raise _too_many_pixels(max_pixels)
+    return image
+
+
+def _too_many_pixels(max_pixels: int) -> PayloadTooLarge:
+    """Build the error for an image with too many pixels."""
+    return PayloadTooLarge(
+        f"The image has too many pixels; the limit is {max_pixels / 1e6:g} megapixels.")
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB: transparency flattened onto white, deep modes rescaled."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}:
+        return Image.fromarray(_to_uint8(np.asarray(image))).convert("RGB")
+    has_alpha = image.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in image.info
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale 16-bit, 32-bit or float greyscale pixels to 0..255."""
+    values = pixels.astype(np.float64)
+    if pixels.dtype.kind == "u" and pixels.dtype.itemsize == 2:
+        return (values / 257.0).round().astype(np.uint8)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(pixels.shape, dtype=np.uint8)
+    return ((values - low) * (255.0 / (high - low))).round().astype(np.uint8)
+
+
+def thumbnail_jpeg(image: Image.Image, size: int = 320) -> bytes:
+    """Return a small JPEG of ``image`` for the result page's preview."""
+    small = image.copy()
+    small.thumbnail((size, size))
+    out = io.BytesIO()
+    small.save(out, format="JPEG", quality=80)
+    return out.getvalue()

@@ -1,0 +1,56 @@
+"""Request in, decoded image out: the one reader both blueprints use for an upload or a URL."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Request
+from PIL import Image
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .errors import upload_too_large
+from .exceptions import BadRequest, UnsupportedMediaType
+from .fetch import FetchLimits, fetch_image
+from .images import load_image
+
+BOTH_GIVEN = "Send either a file or a URL, not both."
+NEITHER_GIVEN = "Send an image file (field `file`) or an image URL (field `url`)."
+
+
+def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: bool) -> Image.Image:
+    """Return the request's image, uploaded as ``file`` or fetched from ``url``, as RGB."""
+    upload, url = _file_and_url(request, allow_json)
+    if upload is not None and url:
+        raise BadRequest(BOTH_GIVEN)
+    if upload is not None:
+        data = upload.read(settings["MAX_UPLOAD_BYTES"] + 1)
+    elif url:
+        limits = FetchLimits(max_bytes=settings["FETCH_MAX_BYTES"], timeout=settings["FETCH_TIMEOUT"],
+                             allow_private=settings["ALLOW_PRIVATE_URLS"])
+        data = fetch_image(url, limits)
+    else:
+        raise BadRequest(NEITHER_GIVEN)
+    return load_image(data, settings["MAX_IMAGE_PIXELS"])
+
+
+def _file_and_url(request: Request, allow_json: bool) -> tuple[FileStorage | None, str]:
+    """Pick the upload and the URL out of a multipart/urlencoded form or a JSON body."""
+    if request.is_json:
+        if not allow_json:
+            raise UnsupportedMediaType("Post the form as multipart/form-data.")
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("url"), str):
+            raise BadRequest('The JSON body must be an object with a string "url".')
+        return None, body["url"].strip()
+    if request.mimetype not in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+        raise UnsupportedMediaType(
+            "Send multipart/form-data with a `file` field, or JSON like {\"url\": \"https://…\"}.")
+    try:
+        upload = request.files.get("file")
+        url = request.form.get("url", "").strip()
+    except RequestEntityTooLarge:
+        raise upload_too_large() from None
+    if upload is not None and not upload.filename and not upload.mimetype.startswith("image/"):
+        upload = None  # a browser sends an empty part when no file was picked
+    return upload, url

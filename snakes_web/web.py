@@ -1,0 +1,37 @@
+"""The HTML blueprint: the page with the form, and the server-rendered result."""
+from __future__ import annotations
+
+import base64
+
+from flask import Blueprint, current_app, render_template, request
+
+from .exceptions import SnakesError
+from .images import thumbnail_jpeg
+from .inputs import read_image
+from .predictor import holder_of
+from .results import result_payload
+
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static")
+
+
+@bp.get("/")
+def index() -> str:
+    """Show the form, and which model answers."""
+    return render_template("index.html", model=holder_of(current_app).get().describe(), url="")
+
+
+@bp.post("/")
+def classify() -> tuple[str, int]:
+    """Classify the posted photo or URL and render the result, or the form with the error."""
+    model = holder_of(current_app).get().describe()
+    url = request.form.get("url", "") if request.mimetype != "application/json" else ""
+    try:
+        image = read_image(request, current_app.config, allow_json=False)
+        predictions = holder_of(current_app).get().predict(image)
+    except SnakesError as error:
+        return render_template("index.html", model=model, url=url, error=error), error.status
+    result = result_payload(predictions, model)
+    preview = base64.b64encode(thumbnail_jpeg(image)).decode("ascii")
+    return render_template("index.html", model=model, url=url, result=result, preview=preview,
+                           unsure_below=current_app.config["UNSURE_BELOW"]), 200

@@ -1,0 +1,182 @@
+"""Fixtures: an app with a fast fake predictor, real models built once a session, a local image server."""
+from __future__ import annotations
+
+import http.server
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from snakes_web import create_app
+from snakes_web.predictor import Prediction, ranked
+
+DATA = Path(__file__).parent / "data"
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+
+
+class FakePredictor:
+    """Names the dominant colour of an image: a stand-in model for fast view tests."""
+
+    labels = list(COLOURS)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict(self, image: Image.Image) -> list[Prediction]:
+        self.calls += 1
+        r, g, b = image.convert("RGB").resize((1, 1)).getpixel((0, 0))
+        total = (r + g + b) or 1
+        return ranked(self.labels, [r / total, g / total, b / total])
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "fake-colours", "backend": "fake", "input_size": [1, 1],
+                "labels": len(self.labels), "vocab": list(self.labels)}
+
+
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), colour: Any = COLOURS["red"],
+                mode: str = "RGB", **save: Any) -> bytes:
+    """Return an image of one colour encoded as ``fmt``."""
+    out = io.BytesIO()
+    Image.new(mode, size, colour).save(out, format=fmt, **save)
+    return out.getvalue()
+
+
+@pytest.fixture
+def settings() -> dict[str, Any]:
+    """Test settings. Private URLs are allowed so the loopback image server is reachable."""
+    return {"PREDICTOR": FakePredictor(), "TESTING": True, "ALLOW_PRIVATE_URLS": True,
+            "FETCH_TIMEOUT": 1.0, "MAX_UPLOAD_BYTES": 2 * 1024 * 1024, "FETCH_MAX_BYTES": 1024 * 1024}
+
+
+@pytest.fixture
+def app(settings: dict[str, Any]):  # type: ignore[no-untyped-def]
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    return app.test_client()
+
+
+@pytest.fixture
+def upload(client):  # type: ignore[no-untyped-def]
+    """Post a file as multipart to a path: ``upload(data, path="/api/v1/predict", name="x.png")``."""
+
+    def post(data: bytes, path: str = "/api/v1/predict", name: str = "photo.png",
+             content_type: str = "image/png", **form: str):  # type: ignore[no-untyped-def]
+        fields: dict[str, Any] = {"file": (io.BytesIO(data), name, content_type), **form}
+        return client.post(path, data=fields, content_type="multipart/form-data")
+
+    return post
+
+
+# --- a local HTTP server on loopback, for URL input ------------------------------------------
+
+@dataclass
+class Route:
+    """What the image server answers on one path."""
+
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0          # seconds before answering
+    endless: bool = False       # keep sending until the client goes away
+
+
+class ImageServer:
+    """A threaded HTTP server on 127.0.0.1 whose routes tests set."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.hits: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                server.hits.append(self.path)
+                route = server.routes.get(self.path, Route(b"no such route", 404))
+                time.sleep(route.delay)
+                self.send_response(route.status)
+                for key, value in route.headers.items():
+                    self.send_header(key, value)
+                if not route.endless:
+                    self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                try:
+                    if route.endless:
+                        deadline = time.monotonic() + 10
+                        while time.monotonic() < deadline:
+                            self.wfile.write(b"\0" * 65536)
+                    else:
+                        self.wfile.write(route.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def image_server() -> Iterator[ImageServer]:
+    server = ImageServer()
+    yield server
+    server.close()
+
+
+def free_port() -> int:
+    """Return a TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- real models, built once a session ---------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def default_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the default model with the real command into a fresh folder (about 10 s)."""
+    from snakes_web.cli import main
+
+    path = tmp_path_factory.mktemp("default-model") / "export.pkl"
+    assert main(["build-default-model", "--output", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_predictor(default_model_path: Path):  # type: ignore[no-untyped-def]
+    from snakes_web.predictor import load_predictor
+
+    return load_predictor(default_model_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Train nothing: a tiny random-init fastai CNN on generated colour squares, exported."""
+    from tests.tiny_learner import export_tiny_learner
+
+    return export_tiny_learner(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture
+def photo() -> Callable[[str], bytes]:
+    """Return the bytes of a real photo in tests/data."""
+    return lambda name: (DATA / name).read_bytes()
