@@ -24,7 +24,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def register_limits(app: Flask) -> None:
-    """Cap request bodies and form parts (Werkzeug answers 413 past them)."""
+    """Cap request bodies and form parts (Werkzeug answers 413 past them); keep uploads in memory."""
+    from .inputs import InMemoryRequest
+
+    app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
     app.config["MAX_FORM_MEMORY_SIZE"] = 64 * 1024  # text fields: a URL, not a novel
     app.config["MAX_FORM_PARTS"] = 16

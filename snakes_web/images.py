@@ -1,9 +1,11 @@
 """Bytes in, a clean RGB image out, or a typed error: the only place uploads are decoded."""
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -11,8 +13,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .exceptions import BadRequest, PayloadTooLarge, UndecodableImage, UnsupportedMediaType
 
 #: Pillow format names we decode; the format is read from the bytes, never from a name or header.
-ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
-ACCEPTED_WORDS = "JPEG, PNG, GIF, WebP, BMP or TIFF"
+ACCEPTED_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")  # JPEG covers MPO
+ACCEPTED_WORDS = "JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF"
+
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
 # Errors Pillow raises on a broken file body (after the header was understood).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
@@ -22,36 +26,56 @@ def load_image(data: bytes, max_pixels: int) -> Image.Image:
     """Decode ``data`` into an upright RGB image, first frame only, or raise a ``SnakesError``."""
     if not data:
         raise BadRequest("The file is empty.")
-    image = _open(data, max_pixels)
-    try:
-        image.seek(0)
-        image.load()
-        image = ImageOps.exif_transpose(image) or image
-        return to_rgb(image)
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(max_pixels) from None
-    except _DECODE_ERRORS:
-        raise UndecodableImage(
-            f"The {image.format} file could not be decoded: it looks truncated or corrupt.") from None
+    with _pillow_warnings():
+        image = _open(data, max_pixels)
+        try:
+            image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            return to_rgb(image)
+        except Image.DecompressionBombError:
+            raise _too_many_pixels(max_pixels) from None
+        except _DECODE_ERRORS:
+            raise _undecodable(image.format) from None
+
+
+@contextlib.contextmanager
+def _pillow_warnings() -> Iterator[None]:
+    """Make Pillow's bomb warning an error; silence its other warnings (corrupt EXIF and such)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
     """Read only the header: identify the format and check the pixel count before decoding."""
     Image.init()  # register every plugin, so `formats=` knows all the names (cheap after the first call)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
+        if looks_like_accepted_image(data):
+            raise _undecodable(None) from None  # the magic bytes are right; the header is broken
         raise UnsupportedMediaType(
             f"That file is not an image we can read. Send a {ACCEPTED_WORDS} image.") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(max_pixels) from None
     except _DECODE_ERRORS:
-        raise UndecodableImage("The image header could not be read: the file looks corrupt.") from None
+        raise _undecodable("image") from None
     if image.width * image.height > max_pixels:
         raise _too_many_pixels(max_pixels)
     return image
+
+
+def looks_like_accepted_image(data: bytes) -> bool:
+    """Tell whether ``data`` starts with the signature of a format we accept."""
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") \
+        or data[4:12] in {b"ftypavif", b"ftypavis"}
+
+
+def _undecodable(kind: str | None) -> UndecodableImage:
+    """Build the error for a file whose format we know but whose data is broken."""
+    return UndecodableImage(f"The {kind or 'image'} file could not be decoded: it looks truncated or corrupt.")
 
 
 def _too_many_pixels(max_pixels: int) -> PayloadTooLarge:

@@ -4,6 +4,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import io
+from typing import IO
+
 from flask import Request
 from PIL import Image
 from werkzeug.datastructures import FileStorage
@@ -16,6 +19,18 @@ from .images import load_image
 
 BOTH_GIVEN = "Send either a file or a URL, not both."
 NEITHER_GIVEN = "Send an image file (field `file`) or an image URL (field `url`)."
+
+
+class InMemoryRequest(Request):
+    """A request whose uploads stay in memory: uploaded images are never written to disk.
+
+    Werkzeug spools uploads over 500 KB to a temporary file; the body limit
+    (``MAX_CONTENT_LENGTH``) bounds what memory holds instead.
+    """
+
+    def _get_file_stream(self, total_content_length: int | None, content_type: str | None,
+                         filename: str | None = None, content_length: int | None = None) -> IO[bytes]:
+        return io.BytesIO()
 
 
 def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: bool) -> Image.Image:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from snakes_web import create_app
 from snakes_web.predictor import Prediction, ranked
@@ -71,8 +73,11 @@ def upload(client):  # type: ignore[no-untyped-def]
 
     def post(data: bytes, path: str = "/api/v1/predict", name: str = "photo.png",
              content_type: str = "image/png", **form: str):  # type: ignore[no-untyped-def]
-        fields: dict[str, Any] = {"file": (io.BytesIO(data), name, content_type), **form}
-        return client.post(path, data=fields, content_type="multipart/form-data")
+        # Encoded in memory: the test client would spool a large body to an unclosed temp file.
+        fields: dict[str, Any] = {"file": FileStorage(io.BytesIO(data), name, content_type=content_type),
+                                  **form}
+        boundary, body = encode_multipart(fields)
+        return client.post(path, data=body, content_type=f"multipart/form-data; boundary={boundary}")
 
     return post
 
