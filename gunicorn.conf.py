@@ -2,6 +2,7 @@
 
 The model is loaded in each worker after the fork (``post_worker_init``), never in the master:
 torch's thread pools do not survive a fork. Workers × torch threads never exceed the cores.
+Every value comes from the app's settings (``snakes_web.config``), so ``SNAKES_*`` rules here too.
 """
 from __future__ import annotations
 
@@ -9,36 +10,39 @@ import os
 import sys
 import time
 
+from snakes_web.config import load_settings  # imports no torch
+
+_settings = load_settings()
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 # $PORT (Heroku and most PaaS) means "listen on every interface"; otherwise loopback only.
-bind = [os.environ.get("SNAKES_BIND")
+bind = [_settings["BIND"]
         or (f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000")]
-workers = int(os.environ.get("WEB_CONCURRENCY") or min(_cores, 2))
+workers = _settings["WORKERS"] or int(os.environ.get("WEB_CONCURRENCY") or min(_cores, 2))
 worker_class = "sync"
 threads = 1
 preload_app = False  # load the app, and so the model, in each worker
 control_socket_disable = True  # no gunicornc here; and $HOME may be read-only in a container
-timeout = int(os.environ.get("SNAKES_WORKER_TIMEOUT", "60"))
+timeout = _settings["WORKER_TIMEOUT"]
 graceful_timeout = 20
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("SNAKES_LOG_LEVEL", "info")
+loglevel = _settings["LOG_LEVEL"]
 # Torch threads per worker, so that workers × threads ≤ cores (create_app reads this setting).
-os.environ.setdefault("SNAKES_TORCH_THREADS", str(max(1, _cores // workers)))
+if not _settings["TORCH_THREADS"]:
+    os.environ["SNAKES_TORCH_THREADS"] = str(max(1, _cores // workers))
 
 
 def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     """Stop at once, with one clear line, when the model file is missing (checked without torch)."""
     from pathlib import Path
 
-    from snakes_web.config import ConfigError, load_settings
     from snakes_web.exceptions import ModelLoadError
     from snakes_web.predictor import check_model_file
 
     try:
-        check_model_file(Path(load_settings()["MODEL"]).expanduser())
-    except (ModelLoadError, ConfigError) as exc:
+        check_model_file(Path(_settings["MODEL"]).expanduser())
+    except ModelLoadError as exc:
         server.log.error("snakes-web cannot start: %s", exc)
         sys.exit(1)
 

@@ -1,0 +1,131 @@
+"""End to end: real gunicorn on loopback, two workers, each loading the model once after the fork."""
+from __future__ import annotations
+
+import os
+import re
+import runpy
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import DATA, free_port
+
+ROOT = Path(__file__).parent.parent
+
+
+def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2) -> subprocess.Popen[bytes]:
+    """Start gunicorn with the project's config on 127.0.0.1:port."""
+    env = {**os.environ, "SNAKES_MODEL": str(model)}
+    env.pop("PORT", None)
+    env.pop("WEB_CONCURRENCY", None)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
+             "--workers", str(workers), "wsgi:app"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, workers: int,
+               seconds: float = 120) -> None:
+    """Wait until every worker has logged its model load and /readyz answers."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "gunicorn exited"
+        try:
+            loaded = len(re.findall(r"model loaded in worker", log.read_text()))
+            if loaded >= workers and requests.get(f"{base}/readyz", timeout=5).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("gunicorn did not become ready")
+
+
+@pytest.fixture(scope="module")
+def server(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
+    log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    port = free_port()
+    process = start_gunicorn(default_model_path, log, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process, log, workers=2)
+        yield base, log, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_photo_is_classified_over_http(server: tuple[str, Path, int]) -> None:
+    base, _, _ = server
+    with (DATA / "chelsea.jpg").open("rb") as photo:
+        response = requests.post(f"{base}/api/v1/predict", files={"file": photo}, timeout=60)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["predictions"][0]["label"] == "not a snake" and len(body["predictions"]) == 18
+
+
+def test_each_worker_loaded_the_model_once_and_the_master_never(server: tuple[str, Path, int]) -> None:
+    base, log, master = server
+    for _ in range(6):  # traffic to both workers must not load anything again
+        assert requests.get(f"{base}/api/v1/model", timeout=30).status_code == 200
+    pids = [int(pid) for pid in re.findall(r"model loaded in worker (\d+)", log.read_text())]
+    assert len(pids) == 2 and len(set(pids)) == 2 and master not in pids
+
+
+def test_progress_bars_stay_out_of_the_log(server: tuple[str, Path, int]) -> None:
+    base, log, _ = server
+    with (DATA / "coffee.jpg").open("rb") as photo:
+        requests.post(f"{base}/api/v1/predict", files={"file": photo}, timeout=60)
+    text = log.read_text()
+    assert "%|" not in text and "Warning" not in text and "Traceback" not in text
+
+
+def test_a_missing_model_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "export.pkl"
+    log = tmp_path / "log"
+    process = start_gunicorn(missing, log, free_port())
+    assert process.wait(timeout=60) != 0
+    text = log.read_text()
+    assert "Traceback" not in text
+    [line] = [line for line in text.splitlines() if "cannot start" in line]
+    assert str(missing) in line and "SNAKES_MODEL" in line
+
+
+def test_an_unreadable_model_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
+    broken = tmp_path / "export.pkl"
+    broken.write_bytes(b"\x80\x04 definitely not a learner")
+    log = tmp_path / "log"
+    process = start_gunicorn(broken, log, free_port(), workers=1)
+    assert process.wait(timeout=120) != 0
+    text = log.read_text()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if "cannot start" in line]
+    assert lines and all(str(broken) in line and "SNAKES_MODEL" in line for line in lines)
+
+
+def test_the_config_follows_port_and_keeps_threads_within_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "5123")
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")
+    monkeypatch.setenv("SNAKES_TORCH_THREADS", "0")  # 0: the config fills it in; restored after
+    monkeypatch.delenv("SNAKES_BIND", raising=False)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert conf["bind"] == ["0.0.0.0:5123"] and conf["workers"] == 2 and conf["preload_app"] is False
+    cores = len(os.sched_getaffinity(0))
+    assert conf["workers"] * int(os.environ["SNAKES_TORCH_THREADS"]) <= max(cores, conf["workers"])
+
+
+def test_without_port_it_listens_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNAKES_TORCH_THREADS", "0")
+    for name in ("PORT", "SNAKES_BIND"):
+        monkeypatch.delenv(name, raising=False)
+    assert runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"] == ["127.0.0.1:8000"]
+
+
+def test_the_procfile_runs_gunicorn_with_the_config_on_port() -> None:
+    line = (ROOT / "Procfile").read_text().strip()
+    assert line.startswith("web: gunicorn -c gunicorn.conf.py") and "--bind 0.0.0.0:$PORT" in line
+    assert line.endswith("wsgi:app")
