@@ -5,6 +5,7 @@ import logging
 
 from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
 from .exceptions import ModelLoadError, ModelUnavailable, PayloadTooLarge, SnakesError
 
@@ -75,7 +76,7 @@ def _handle_snakes_error(exc: SnakesError) -> Response:
 
 def _handle_http_exception(exc: HTTPException) -> Response:
     response = render_error(as_snakes_error(exc))
-    if exc.code == 405 and exc.valid_methods:
+    if isinstance(exc, WerkzeugMethodNotAllowed) and exc.valid_methods:
         response.headers["Allow"] = ", ".join(exc.valid_methods)
     return response
 

@@ -1,11 +1,9 @@
 """Request in, decoded image out: the one reader both blueprints use for an upload or a URL."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import io
-from typing import IO
+from collections.abc import Mapping
+from typing import IO, Any
 
 from flask import Request
 from PIL import Image

@@ -96,14 +96,15 @@ def _load_learner(path: Path) -> Any:
     except UnboundLocalError:
         # fastai 2.8 swallows an ImportError inside load_learner and then trips on this.
         raise ModelLoadError(
-            f"{path} needs a module that is not installed here (fastai hid the ImportError); "
+            f"{path} needs the module {_missing_module(path)!r}, which is not importable here; "
             f"install what the model was trained with, or point {MODEL_SETTING} at another model."
         ) from None
     except AttributeError as exc:
         if not str(exc).startswith("Custom classes"):  # fastai's wording for an unpickling failure
             raise ModelLoadError(f"{path} is not a fastai Learner export; check {MODEL_SETTING}.") from None
+        cause = str(exc).splitlines()[-1].strip()  # fastai's preamble, then pickle's own words
         raise ModelLoadError(
-            f"{path} refers to a function or class that is not importable here ({exc}); "
+            f"{path} refers to a function or class that is not importable here ({cause}); "
             f"define it in an importable module before loading, or set {MODEL_SETTING}."
         ) from None
     except Exception as exc:  # a pickle can fail in any way; say which file and which setting
@@ -116,6 +117,19 @@ def _load_learner(path: Path) -> Any:
         learner.remove_cb(ProgressCallback)  # it prints a bar on every predict
     learner.model.eval()
     return learner
+
+
+def _missing_module(path: Path) -> str:
+    """Unpickle ``path`` again, without fastai in the way, to learn which import fails."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except ImportError as exc:
+        return exc.name or str(exc)
+    except Exception:  # noqa: BLE001 - any other failure: we only wanted the import error
+        pass
+    return "(unknown)"
 
 
 def check_model_file(path: Path) -> None:

@@ -84,7 +84,7 @@ def test_fastai_transforms_reproduce_the_reference_preprocessing(default_predict
     served = {p.label: p.probability for p in default_predictor.predict(image)}
     ours = [served[label] for label in default_predictor.labels]
     assert int(np.argmax(ours)) == int(np.argmax(reference))
-    assert max(abs(a - b) for a, b in zip(ours, reference)) < 0.05
+    assert max(abs(a - b) for a, b in zip(ours, reference, strict=True)) < 0.05
 
 
 def test_the_build_command_skips_an_existing_model(default_model_path: Path,

@@ -7,8 +7,13 @@ from typing import Any
 import pytest
 
 from snakes_web import fetch
-from snakes_web.exceptions import (BadRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError,
-                                   UpstreamTimeout)
+from snakes_web.exceptions import (
+    BadRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from snakes_web.fetch import FetchLimits, check_url, fetch_image, is_public
 from tests.conftest import Route, image_bytes
 

@@ -78,14 +78,13 @@ def test_an_export_needing_a_missing_module_says_so(tmp_path: Path) -> None:
     sys.path.insert(0, str(module.parent))
     try:
         import zz_custom_net  # type: ignore[import-not-found]
-
         from torch import nn
         net = zz_custom_net.Net(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         path = export_tiny_learner(tmp_path, model=net)
     finally:
         sys.path.remove(str(module.parent))
         sys.modules.pop("zz_custom_net", None)
-    with pytest.raises(ModelLoadError, match="not installed here|not importable here"):
+    with pytest.raises(ModelLoadError, match="the module .zz_custom_net., which is not importable here"):
         load_predictor(path)
 
 
@@ -119,3 +118,22 @@ def test_ranked_keeps_the_model_order_on_ties() -> None:
 def test_predictions_pickle_cleanly() -> None:
     prediction = ranked(["a"], [1.0])[0]
     assert pickle.loads(pickle.dumps(prediction)) == prediction
+
+
+def test_an_export_needing_a_missing_class_names_it(tmp_path: Path) -> None:
+    import types
+
+    from torch import nn
+
+    module = types.ModuleType("zz_vanishing")
+    exec("from torch import nn\nclass Gone(nn.Sequential):\n    pass\n", module.__dict__)
+    sys.modules["zz_vanishing"] = module
+    try:
+        net = module.Gone(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        path = export_tiny_learner(tmp_path, model=net)
+        del module.Gone  # the module still imports, the class is gone
+        expected = r"not importable here \(Can't get attribute 'Gone' on <module 'zz_vanishing'>\)"
+        with pytest.raises(ModelLoadError, match=expected):
+            load_predictor(path)
+    finally:
+        sys.modules.pop("zz_vanishing", None)
