@@ -26,6 +26,8 @@ control_socket_disable = True  # no gunicornc here; and $HOME may be read-only i
 timeout = _settings["WORKER_TIMEOUT"]
 graceful_timeout = 20
 accesslog = "-"
+# The request id of every response, so a user's report can be found in the log.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s "%(a)s"'
 errorlog = "-"
 loglevel = _settings["LOG_LEVEL"]
 # Torch threads per worker, so that workers × threads ≤ cores (create_app reads this setting).
@@ -48,10 +50,16 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
-    """Load the model in this worker and warm it up before it takes requests."""
+    """Route the app's log through gunicorn's error log, then load and warm up the model."""
+    import logging
+
     from snakes_web.exceptions import ModelLoadError
     from snakes_web.predictor import holder_of
 
+    app_log = logging.getLogger("snakes_web")
+    app_log.handlers = list(worker.log.error_log.handlers)
+    app_log.setLevel(worker.log.error_log.level)
+    app_log.propagate = False
     started = time.monotonic()
     try:
         holder_of(worker.wsgi).warm_up()

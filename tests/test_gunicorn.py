@@ -68,6 +68,25 @@ def test_a_photo_is_classified_over_http(server: tuple[str, Path, int]) -> None:
     assert body["predictions"][0]["label"] == "not a snake" and len(body["predictions"]) == 18
 
 
+def test_the_page_classifies_a_posted_photo(server: tuple[str, Path, int]) -> None:
+    base, _, _ = server
+    with (DATA / "coffee.jpg").open("rb") as photo:
+        response = requests.post(base + "/", files={"file": ("coffee.jpg", photo, "image/jpeg")}, timeout=60)
+    assert response.status_code == 200 and "text/html" in response.headers["Content-Type"]
+    assert "Not a snake" in response.text and response.text.count("<meter") == 18
+
+
+def test_the_access_log_carries_the_request_id(server: tuple[str, Path, int]) -> None:
+    base, log, _ = server
+    response = requests.post(f"{base}/api/v1/predict", files={"file": ("x.txt", b"plain text")}, timeout=30)
+    assert response.status_code == 415
+    request_id = response.headers["X-Request-ID"]
+    deadline = time.monotonic() + 10  # gunicorn writes the access line just after the response
+    while f"rid={request_id}" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"rid={request_id}" in log.read_text()
+
+
 def test_each_worker_loaded_the_model_once_and_the_master_never(server: tuple[str, Path, int]) -> None:
     base, log, master = server
     for _ in range(6):  # traffic to both workers must not load anything again
