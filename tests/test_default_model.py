@@ -94,3 +94,14 @@ def test_the_build_command_skips_an_existing_model(default_model_path: Path,
     before = default_model_path.stat().st_mtime_ns
     assert main(["build-default-model", "-o", str(default_model_path)]) == 0
     assert "exists" in capsys.readouterr().out and default_model_path.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_on_photos_the_likeliest_snake_species_agrees_with_the_reference(default_predictor: Any,
+                                                                         backbone: torch.nn.Module,
+                                                                         name: str) -> None:
+    # The photos hold no snake, so this compares the ranking inside the 17 species, not just top-1.
+    with torch.inference_mode():
+        reference = torch.softmax(SnakeNet(backbone)(reference_input(photo(name))), dim=1)[0, :17]
+    served = [p.label for p in default_predictor.predict(photo(name)) if p.label != NOT_A_SNAKE]
+    assert served[0] == SNAKE_SPECIES[int(reference.argmax())]
