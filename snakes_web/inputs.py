@@ -64,6 +64,8 @@ def _file_and_url(request: Request, allow_json: bool) -> tuple[FileStorage | Non
         url = request.form.get("url", "").strip()
     except RequestEntityTooLarge:
         raise upload_too_large() from None
-    if upload is not None and not upload.filename and not upload.mimetype.startswith("image/"):
-        upload = None  # a browser sends an empty part when no file was picked
+    if upload is not None and not upload.filename and not upload.stream.read(1):
+        upload = None  # a browser sends an empty, nameless part when no file was picked
+    elif upload is not None:
+        upload.stream.seek(0)
     return upload, url

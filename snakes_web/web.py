@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 
 from flask import Blueprint, current_app, render_template, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .exceptions import SnakesError
 from .images import thumbnail_jpeg
@@ -25,13 +26,21 @@ def index() -> str:
 def classify() -> tuple[str, int]:
     """Classify the posted photo or URL and render the result, or the form with the error."""
     model = holder_of(current_app).get().describe()
-    url = request.form.get("url", "") if request.mimetype != "application/json" else ""
     try:
         image = read_image(request, current_app.config, allow_json=False)
         predictions = holder_of(current_app).get().predict(image)
     except SnakesError as error:
-        return render_template("index.html", model=model, url=url, error=error), error.status
+        return render_template("index.html", model=model, url=_posted_url(), error=error), error.status
+    url = _posted_url()
     result = result_payload(predictions, model)
     preview = base64.b64encode(thumbnail_jpeg(image)).decode("ascii")
     return render_template("index.html", model=model, url=url, result=result, preview=preview,
                            unsure_below=current_app.config["UNSURE_BELOW"]), 200
+
+
+def _posted_url() -> str:
+    """Return the posted URL field to show again in the form ("" when the body could not be read)."""
+    try:
+        return request.form.get("url", "")
+    except RequestEntityTooLarge:
+        return ""

@@ -180,3 +180,10 @@ def test_uploads_are_never_written_to_disk(upload: Any, monkeypatch: pytest.Monk
     noise = image_bytes("BMP", size=(600, 500), colour=(9, 9, 9)) + os.urandom(100)
     assert len(noise) > 600_000  # over Werkzeug's 500 KB spooling threshold
     assert upload(noise, name="big.bmp").status_code == 200
+
+
+def test_a_nameless_file_part_with_data_is_still_an_upload(client: Any) -> None:
+    import io
+
+    response = client.post(PREDICT, data={"file": (io.BytesIO(image_bytes(colour=COLOURS["blue"])), "")})
+    assert response.status_code == 200 and response.get_json()["predictions"][0]["label"] == "blue"

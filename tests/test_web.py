@@ -69,7 +69,9 @@ def test_nothing_posted_is_explained(client: Any) -> None:
 def test_an_upload_over_the_limit_is_a_413_page(upload: Any) -> None:
     response = upload(b"\0" * (3 * 1024 * 1024), path="/")
     assert response.status_code == 413
-    assert response.mimetype == "text/html" and "too large" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.mimetype == "text/html" and "too large" in page
+    assert 'name="file"' in page  # the form is kept
 
 
 def test_json_is_not_what_the_form_posts(client: Any) -> None:
