@@ -10,9 +10,13 @@ import os
 import sys
 import time
 
-from snakes_web.config import load_settings  # imports no torch
+from snakes_web.config import ConfigError, load_settings  # imports no torch
 
-_settings = load_settings()
+try:
+    _settings = load_settings()
+except ConfigError as _error:  # one clear line, not gunicorn's "Failed to read config file" traceback
+    print(f"snakes-web cannot start: {_error}", file=sys.stderr)
+    sys.exit(1)
 _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 # $PORT (Heroku and most PaaS) means "listen on every interface"; otherwise loopback only.

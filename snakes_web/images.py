@@ -18,7 +18,7 @@ ACCEPTED_WORDS = "JPEG, PNG, GIF, WebP, AVIF, BMP or TIFF"
 
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 
-# Errors Pillow raises on a broken file body (after the header was understood).
+# Errors Pillow raises on a broken header or body.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 
@@ -61,7 +61,7 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_many_pixels(max_pixels) from None
     except _DECODE_ERRORS:
-        raise _undecodable("image") from None
+        raise _undecodable(None) from None
     if image.width * image.height > max_pixels:
         raise _too_many_pixels(max_pixels)
     return image

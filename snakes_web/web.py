@@ -25,10 +25,11 @@ def index() -> str:
 @bp.post("/")
 def classify() -> tuple[str, int]:
     """Classify the posted photo or URL and render the result, or the form with the error."""
-    model = holder_of(current_app).get().describe()
+    predictor = holder_of(current_app).get()
+    model = predictor.describe()
     try:
         image = read_image(request, current_app.config, allow_json=False)
-        predictions = holder_of(current_app).get().predict(image)
+        predictions = predictor.predict(image)
     except SnakesError as error:
         return render_template("index.html", model=model, url=_posted_url(), error=error), error.status
     url = _posted_url()

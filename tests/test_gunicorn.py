@@ -126,6 +126,19 @@ def test_an_unreadable_model_stops_start_up_with_one_clear_line(tmp_path: Path) 
     assert lines and all(str(broken) in line and "SNAKES_MODEL" in line for line in lines)
 
 
+def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    env = {**os.environ, "SNAKES_WORKERS": "lots"}
+    with log.open("wb") as out:
+        code = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
+                               f"127.0.0.1:{free_port()}", "wsgi:app"], cwd=ROOT, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=60).returncode
+    text = log.read_text()
+    assert code != 0 and "Traceback" not in text
+    [line] = [line for line in text.splitlines() if "cannot start" in line]
+    assert "SNAKES_WORKERS='lots'" in line
+
+
 def test_the_config_follows_port_and_keeps_threads_within_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT", "5123")
     monkeypatch.setenv("WEB_CONCURRENCY", "2")
