@@ -41,11 +41,14 @@ def as_snakes_error(exc: HTTPException) -> SnakesError:
 
 
 def upload_too_large() -> PayloadTooLarge:
-    """Build the error for a request body over the configured limit."""
+    """Build the error for a request body, or one of its form fields, over its limit."""
     from flask import current_app
 
-    megabytes = current_app.config["MAX_UPLOAD_BYTES"] / (1024 * 1024)
-    return PayloadTooLarge(f"The upload is too large; the limit is {megabytes:g} MB.")
+    limit = current_app.config["MAX_UPLOAD_BYTES"]
+    if request.content_length is not None and request.content_length <= limit:
+        # The body fits: Werkzeug stopped at a text field over MAX_FORM_MEMORY_SIZE or too many parts.
+        return PayloadTooLarge("The form has a text field that is too long, or too many fields.")
+    return PayloadTooLarge(f"The upload is too large; the limit is {limit / (1024 * 1024):g} MB.")
 
 
 def problem(error: SnakesError) -> dict[str, object]:
@@ -70,7 +73,14 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path in {"/healthz", "/readyz"}
 
 
+def log_server_error(error: SnakesError) -> None:
+    """Log a 5xx we answer on purpose (a remote server failed, no model) with the request id."""
+    if error.status >= 500:
+        log.warning("%s %s (request %s): %s", error.status, error.slug, g.get("request_id", "-"), error.detail)
+
+
 def _handle_snakes_error(exc: SnakesError) -> Response:
+    log_server_error(exc)
     return render_error(exc)
 
 
