@@ -7,7 +7,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from .exceptions import ModelLoadError, ModelUnavailable, PayloadTooLarge, SnakesError
+from .exceptions import BadRequest, ModelLoadError, ModelUnavailable, PayloadTooLarge, SnakesError
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "urn:snakes-web:problem:"
@@ -97,7 +97,19 @@ def _handle_model_load_error(exc: ModelLoadError) -> Response:
     return render_error(ModelUnavailable("The model is not available right now. Try again later."))
 
 
+def _is_broken_body(exc: Exception) -> bool:
+    """Tell whether ``exc`` is the WSGI server failing to read a malformed body (bad chunking…)."""
+    try:
+        from gunicorn.http.errors import NoMoreData, ParseException
+    except ImportError:  # another server: its own errors reach the generic 500
+        return False
+    return isinstance(exc, ParseException | NoMoreData)
+
+
 def _handle_unexpected(exc: Exception) -> Response:
+    if _is_broken_body(exc):  # the client's fault, not ours: a 400 and one log line
+        log.info("malformed request body (request %s): %s", g.get("request_id", "-"), type(exc).__name__)
+        return render_error(BadRequest("The request body is malformed."))
     log.exception("unexpected error (request %s)", g.get("request_id", "-"))
     error = SnakesError("Something went wrong on our side. Quote the request id if you report it.")
     return render_error(error)

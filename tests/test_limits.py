@@ -158,3 +158,20 @@ def test_an_unexpected_500_page_shows_the_request_id(app: Any, upload: Any,
     assert response.headers["X-Request-ID"] in response.get_data(as_text=True)
     assert response.headers["X-Request-ID"] in caplog.text
     assert_no_leak(response)
+
+
+@pytest.mark.parametrize("path", BOTH)
+def test_a_body_the_server_cannot_parse_is_a_400_not_a_500(client: Any, monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture, path: str) -> None:
+    from gunicorn.http.errors import InvalidChunkSize
+
+    from snakes_web import inputs
+
+    def broken_chunking(*args: Any, **kwargs: Any) -> Any:
+        raise InvalidChunkSize(b"zz")  # what gunicorn raises while the app reads a bad chunked body
+
+    monkeypatch.setattr(inputs, "_file_and_url", broken_chunking)
+    response = post_form(client, path, {"url": "http://example.org/a.png"})
+    status, text = status_and_text(response)
+    assert status == 400 and "malformed" in text
+    assert "Traceback" not in caplog.text
