@@ -106,7 +106,7 @@ def fetch_image(url: str, limits: FetchLimits) -> bytes:
             session.mount("https://", adapter)
             for _hop in range(MAX_REDIRECTS + 1):
                 url = _prepared(url)
-                adapter.pin(url, check_url(url, limits.allow_private))
+                adapter.pin(url, check_url(url, limits.allow_private, timeout=limits.timeout))
                 response = _get(session, url, limits)
                 with response:
                     _check_deadline(adapter)
@@ -143,7 +143,7 @@ def _prepared(url: str) -> str:
     return str(request.url)
 
 
-def check_url(url: str, allow_private: bool) -> tuple[Target, ...]:
+def check_url(url: str, allow_private: bool, timeout: float | None = None) -> tuple[Target, ...]:
     """Return where ``url`` may connect; refuse one that is malformed, not http(s), or not public."""
     if len(url) > MAX_URL_LENGTH:
         raise BadRequest(f"The URL is longer than {MAX_URL_LENGTH} characters.")
@@ -156,13 +156,13 @@ def check_url(url: str, allow_private: bool) -> tuple[Target, ...]:
         raise BadRequest("Only http:// and https:// image URLs are accepted.")
     if not parts.hostname:
         raise BadRequest("That URL has no host name.")
-    targets = resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
+    targets = resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80), timeout)
     if not allow_private and not all(is_public(target.address) for target in targets):
         raise BadRequest("That URL points to a private or reserved network address, which is not allowed.")
     return targets
 
 
-def resolve(host: str, port: int) -> tuple[Target, ...]:
+def resolve(host: str, port: int, timeout: float | None = None) -> tuple[Target, ...]:
     """Return every address ``host`` resolves to, or raise ``BadRequest`` when it does not resolve."""
     if _IPV4_SPELLING.match(host):  # a number in any spelling: read it as the C library would, no DNS
         try:
@@ -170,7 +170,7 @@ def resolve(host: str, port: int) -> tuple[Target, ...]:
         except OSError:
             raise BadRequest("That URL's host is not a valid IPv4 address.") from None
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _getaddrinfo(host, port, timeout)
     except (socket.gaierror, UnicodeError, ValueError):
         raise BadRequest("The host name of that URL does not resolve.") from None
     targets = tuple(dict.fromkeys(Target(info[0], tuple(info[4])) for info in infos
@@ -178,6 +178,29 @@ def resolve(host: str, port: int) -> tuple[Target, ...]:
     if not targets:
         raise BadRequest("The host name of that URL does not resolve.")
     return targets
+
+
+def _getaddrinfo(host: str, port: int, timeout: float | None) -> list[Any]:
+    """Look ``host`` up, giving up after ``timeout`` seconds (a resolver can stall far longer)."""
+    if timeout is None:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    answer: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as exc:  # handed to the caller below
+            answer.append(exc)
+
+    # A daemon thread: if the resolver never answers, the request goes on and the thread dies with it.
+    thread = threading.Thread(target=lookup, name="snakes-web-dns", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not answer:
+        raise UpstreamTimeout("The host name of that URL took too long to resolve.")
+    if isinstance(answer[0], Exception):
+        raise answer[0]
+    return list(answer[0])
 
 
 def is_public(address: IPAddress) -> bool:

@@ -210,8 +210,8 @@ def test_a_redirect_to_a_blocked_address_is_refused(location: str, image_server:
     resolver.answers["inside.test"] = [["10.0.0.7"]]
     real_check = fetch.check_url
 
-    def check(url: str, allow_private: bool) -> Any:
-        return real_check(url, allow_private=url.startswith("http://outside.test:"))
+    def check(url: str, allow_private: bool, **kwargs: Any) -> Any:
+        return real_check(url, allow_private=url.startswith("http://outside.test:"), **kwargs)
 
     monkeypatch.setattr(fetch, "check_url", check)
     image_server.routes["/hop"] = Route(status=302, headers={
@@ -232,6 +232,24 @@ def test_a_host_without_a_pin_is_never_dialled(image_server: ImageServer) -> Non
         with pytest.raises(requests.RequestException):
             session.get(image_server.url("/a.png"), timeout=1)
     assert image_server.hits == []
+
+
+def test_a_resolver_that_stalls_is_a_timeout(resolver: FakeResolver, monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    answer = resolver.real
+
+    def stalling(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "slow-dns.test":
+            release.wait(10)
+            return answer("127.0.0.1", port, *args, **kwargs)
+        return resolver(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", stalling)
+    try:
+        with pytest.raises(UpstreamTimeout, match="resolve"):
+            fetch_image("http://slow-dns.test/a.png", FetchLimits(100_000, 0.3, allow_private=True))
+    finally:
+        release.set()
 
 
 # --- https: the name goes into SNI and the certificate check, the address into connect --------
