@@ -223,16 +223,17 @@ class PinnedAdapter(HTTPAdapter):
 
     def __init__(self) -> None:
         self.pins: dict[tuple[str, int], tuple[Target, ...]] = {}
-        self.sockets: list[socket.socket] = []
-        self.aborted = False
+        self.sockets = _Sockets()
         super().__init__(max_retries=0)
 
+    @property
+    def aborted(self) -> bool:
+        """Tell whether ``abort`` has cut this adapter's connections."""
+        return self.sockets.aborted
+
     def abort(self) -> None:
-        """Shut every socket this adapter opened: a blocked read returns at once."""
-        self.aborted = True
-        for sock in list(self.sockets):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        """Shut every socket this adapter opened or will open: a blocked read returns at once."""
+        self.sockets.abort()
 
     def pin(self, url: str, targets: tuple[Target, ...]) -> None:
         """Allow connections for ``url``'s host and port to ``targets``, and nowhere else."""
@@ -245,6 +246,35 @@ class PinnedAdapter(HTTPAdapter):
         """Use a pool manager whose pools dial pinned addresses."""
         self.poolmanager = _PinnedPoolManager(self, num_pools=connections, maxsize=maxsize,
                                               block=block, **pool_kwargs)
+
+
+class _Sockets:
+    """The sockets of one fetch, so the watchdog can shut them all (also one opened just after)."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def add(self, sock: socket.socket) -> None:
+        """Remember ``sock``; shut it at once when the fetch is already past its deadline."""
+        with self._lock:
+            self._open.append(sock)
+            if self.aborted:
+                _shut(sock)
+
+    def abort(self) -> None:
+        """Shut every socket, now and from now on."""
+        with self._lock:
+            self.aborted = True
+            for sock in self._open:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    """Shut both directions of ``sock``; a socket already closed is fine."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 class _PinnedPoolManager(PoolManager):
@@ -266,8 +296,7 @@ class _PinnedPoolManager(PoolManager):
         return super()._new_pool(scheme, host, port, request_context=context)
 
 
-def _dial(connection: HTTPConnection, targets: tuple[Target, ...],
-          opened: list[socket.socket]) -> socket.socket:
+def _dial(connection: HTTPConnection, targets: tuple[Target, ...], opened: _Sockets) -> socket.socket:
     """Open a TCP connection to the first checked address that answers; never resolve a name."""
     error: OSError | None = None
     for target in targets:
@@ -287,7 +316,7 @@ def _dial(connection: HTTPConnection, targets: tuple[Target, ...],
             sock.close()
             error = exc
             continue
-        opened.append(sock)
+        opened.add(sock)
         sys.audit("http.client.connect", connection, connection.host, connection.port)
         return sock
     raise NewConnectionError(connection, f"Failed to establish a new connection: {error}")
@@ -295,10 +324,10 @@ def _dial(connection: HTTPConnection, targets: tuple[Target, ...],
 
 class _PinnedHTTPConnection(HTTPConnection):
     def __init__(self, *args: Any, targets: tuple[Target, ...] = (),
-                 opened: list[socket.socket] | None = None, **kwargs: Any) -> None:
+                 opened: _Sockets | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.targets = targets
-        self.opened = [] if opened is None else opened
+        self.opened = _Sockets() if opened is None else opened
 
     def _new_conn(self) -> socket.socket:
         return _dial(self, self.targets, self.opened)
@@ -308,10 +337,10 @@ class _PinnedHTTPSConnection(HTTPSConnection):
     # connect() wraps our socket in TLS with server_hostname = the URL's host name, so SNI and
     # the certificate check use the name, not the address we dialled.
     def __init__(self, *args: Any, targets: tuple[Target, ...] = (),
-                 opened: list[socket.socket] | None = None, **kwargs: Any) -> None:
+                 opened: _Sockets | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.targets = targets
-        self.opened = [] if opened is None else opened
+        self.opened = _Sockets() if opened is None else opened
 
     def _new_conn(self) -> socket.socket:
         return _dial(self, self.targets, self.opened)
