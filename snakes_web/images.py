@@ -37,11 +37,11 @@ def load_image(data: bytes, max_pixels: int) -> Image.Image:
         try:
             image.seek(0)
             image.load()
+            return to_rgb(_upright(image))
         except Image.DecompressionBombError:
             raise _too_many_pixels(max_pixels) from None
         except _DECODE_ERRORS:
             raise _undecodable(image.format) from None
-        return to_rgb(_upright(image))
 
 
 def _upright(image: Image.Image) -> Image.Image:
