@@ -10,7 +10,6 @@ import re
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,13 +149,11 @@ def test_the_same_worker_survives_every_bad_input_with_bounded_memory(one_worker
 
 
 def test_flask_debug_does_not_start_the_debugger_under_gunicorn(one_worker: dict[str, Any]) -> None:
-    # The server above runs with FLASK_DEBUG=1. Werkzeug's debugger would answer its resource URL.
+    # The server above runs with FLASK_DEBUG=1. Werkzeug's debugger would serve its script here.
     base = one_worker["base"]
     response = requests.get(f"{base}/?__debugger__=yes&cmd=resource&f=debugger.js", timeout=30)
-    assert "debugger" not in response.text.lower() or "text/html" in response.headers["Content-Type"]
-    assert "Werkzeug" not in response.text and "console" not in response.text.lower()
-    started = time.monotonic()
+    assert response.headers["Content-Type"].startswith("text/html")  # just the page, not a script
+    assert "Werkzeug" not in response.text and "__debugger__" not in response.text
     broken = requests.post(f"{base}/api/v1/predict", data=b"{", headers={"Content-Type": "application/json"},
                            timeout=30)
     assert broken.status_code == 400 and "Traceback" not in broken.text
-    assert time.monotonic() - started < 30
