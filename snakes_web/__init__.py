@@ -19,6 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_predictor(app)
     register_request_ids(app)
     register_error_handlers(app)
+    register_security_headers(app)
     register_blueprints(app)
     return app
 
@@ -50,6 +51,13 @@ def register_request_ids(app: Flask) -> None:
 def register_error_handlers(app: Flask) -> None:
     """Render every error as problem+json or HTML from the same information."""
     from .errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_security_headers(app: Flask) -> None:
+    """Send security headers (CSP on pages) with every response; keep debug mode off."""
+    from .security import register_security_headers as register
 
     register(app)
 

@@ -7,7 +7,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from .exceptions import ModelLoadError, ModelUnavailable, PayloadTooLarge, SnakesError
+from .exceptions import BadRequest, ModelLoadError, ModelUnavailable, PayloadTooLarge, SnakesError
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "urn:snakes-web:problem:"
@@ -41,11 +41,14 @@ def as_snakes_error(exc: HTTPException) -> SnakesError:
 
 
 def upload_too_large() -> PayloadTooLarge:
-    """Build the error for a request body over the configured limit."""
+    """Build the error for a request body, or one of its form fields, over its limit."""
     from flask import current_app
 
-    megabytes = current_app.config["MAX_UPLOAD_BYTES"] / (1024 * 1024)
-    return PayloadTooLarge(f"The upload is too large; the limit is {megabytes:g} MB.")
+    limit = current_app.config["MAX_UPLOAD_BYTES"]
+    if request.content_length is not None and request.content_length <= limit:
+        # The body fits: Werkzeug stopped at a text field over MAX_FORM_MEMORY_SIZE or too many parts.
+        return PayloadTooLarge("The form has a text field that is too long, or too many fields.")
+    return PayloadTooLarge(f"The upload is too large; the limit is {limit / (1024 * 1024):g} MB.")
 
 
 def problem(error: SnakesError) -> dict[str, object]:
@@ -70,7 +73,14 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path in {"/healthz", "/readyz"}
 
 
+def log_server_error(error: SnakesError) -> None:
+    """Log a 5xx we answer on purpose (a remote server failed, no model) with the request id."""
+    if error.status >= 500:
+        log.warning("%s %s (request %s): %s", error.status, error.slug, g.get("request_id", "-"), error.detail)
+
+
 def _handle_snakes_error(exc: SnakesError) -> Response:
+    log_server_error(exc)
     return render_error(exc)
 
 
@@ -87,7 +97,19 @@ def _handle_model_load_error(exc: ModelLoadError) -> Response:
     return render_error(ModelUnavailable("The model is not available right now. Try again later."))
 
 
+def _is_broken_body(exc: Exception) -> bool:
+    """Tell whether ``exc`` is the WSGI server failing to read a malformed body (bad chunking…)."""
+    try:
+        from gunicorn.http.errors import NoMoreData, ParseException
+    except ImportError:  # another server: its own errors reach the generic 500
+        return False
+    return isinstance(exc, ParseException | NoMoreData)
+
+
 def _handle_unexpected(exc: Exception) -> Response:
+    if _is_broken_body(exc):  # the client's fault, not ours: a 400 and one log line
+        log.info("malformed request body (request %s): %s", g.get("request_id", "-"), type(exc).__name__)
+        return render_error(BadRequest("The request body is malformed."))
     log.exception("unexpected error (request %s)", g.get("request_id", "-"))
     error = SnakesError("Something went wrong on our side. Quote the request id if you report it.")
     return render_error(error)

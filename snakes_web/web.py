@@ -6,6 +6,7 @@ import base64
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .errors import log_server_error
 from .exceptions import SnakesError
 from .images import thumbnail_jpeg
 from .inputs import read_image
@@ -31,6 +32,7 @@ def classify() -> tuple[str, int]:
         image = read_image(request, current_app.config, allow_json=False)
         predictions = predictor.predict(image)
     except SnakesError as error:
+        log_server_error(error)
         return render_template("index.html", model=model, url=_posted_url(), error=error), error.status
     url = _posted_url()
     result = result_payload(predictions, model)

@@ -14,20 +14,45 @@ from tests.conftest import image_bytes
 LIMIT = 10_000_000
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF", "HEIF"])
 def test_every_accepted_format_decodes_to_rgb(fmt: str) -> None:
-    image = load_image(image_bytes(fmt, size=(40, 30), colour=(200, 20, 20)), LIMIT)
+    from tests.corpus import encode
+
+    image = load_image(encode(Image.new("RGB", (40, 30), (200, 20, 20)), fmt), LIMIT)
     assert image.mode == "RGB" and image.size == (40, 30)
     red, green, _ = image.getpixel((20, 15))
     assert red > 150 and green < 80
 
 
-@pytest.mark.parametrize("mode, colour", [
-    ("L", 128), ("1", 1), ("P", 3), ("CMYK", (0, 0, 0, 0)), ("LA", (10, 255)), ("I", 70000),
-    ("I;16", 65535), ("F", 0.5), ("RGBA", (0, 0, 255, 255)),
+@pytest.mark.parametrize("mode, colour, rgb", [
+    ("L", 128, (128, 128, 128)), ("1", 1, (255, 255, 255)), ("1", 0, (0, 0, 0)),
+    ("CMYK", (0, 0, 0, 0), (255, 255, 255)), ("CMYK", (0, 255, 255, 0), (255, 0, 0)),
+    ("LA", (10, 255), (10, 10, 10)), ("LA", (10, 0), (255, 255, 255)), ("La", (0, 0), (255, 255, 255)),
+    ("PA", (3, 0), (255, 255, 255)), ("RGBA", (0, 0, 255, 255), (0, 0, 255)),
+    ("RGBA", (0, 0, 255, 0), (255, 255, 255)), ("RGBa", (0, 0, 0, 0), (255, 255, 255)),
+    ("RGBX", (1, 2, 3, 0), (1, 2, 3)), ("YCbCr", (255, 128, 128), (255, 255, 255)),
+    ("LAB", (255, 128, 128), (254, 255, 254)), ("HSV", (0, 0, 255), (255, 255, 255)),
+    ("I;16", 65535, (255, 255, 255)), ("I;16", 32896, (128, 128, 128)), ("I;16B", 32896, (128, 128, 128)),
+    ("I", 32896, (128, 128, 128)), ("I", 70000, (0, 0, 0)), ("F", 0.5, (128, 128, 128)),
+    ("F", 1.0, (255, 255, 255)),
 ])
-def test_every_mode_converts_to_rgb(mode: str, colour: object) -> None:
-    assert to_rgb(Image.new(mode, (8, 8), colour)).mode == "RGB"  # type: ignore[arg-type]
+def test_every_mode_converts_to_the_right_rgb(mode: str, colour: object, rgb: tuple[int, int, int]) -> None:
+    converted = to_rgb(Image.new(mode, (8, 8), colour))  # type: ignore[arg-type]
+    assert converted.mode == "RGB" and converted.getpixel((0, 0)) == rgb
+
+
+def test_a_palette_image_with_a_transparent_index_is_white_there() -> None:
+    palette = Image.new("P", (4, 4), 5)
+    palette.putpalette([200, 0, 0] * 256)
+    palette.info["transparency"] = 5
+    assert to_rgb(palette).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_a_float_image_with_nan_and_infinity_still_converts() -> None:
+    import numpy as np
+
+    pixels = np.array([[np.nan, np.inf], [-np.inf, 2.0]], dtype=np.float32)
+    assert to_rgb(Image.fromarray(pixels)).mode == "RGB"
 
 
 def test_sixteen_bit_grey_keeps_its_brightness() -> None:
@@ -101,6 +126,24 @@ def test_a_decompression_bomb_is_refused() -> None:
 def test_the_extension_and_declared_type_do_not_matter() -> None:
     # The decoder sees only bytes; a PNG is a PNG whatever it is called.
     assert load_image(image_bytes("PNG"), LIMIT).mode == "RGB"
+
+
+def test_the_unsupported_message_lists_every_accepted_format() -> None:
+    with pytest.raises(UnsupportedMediaType) as caught:
+        load_image(b"%PDF-1.7 not an image", LIMIT)
+    for word in ("JPEG", "PNG", "GIF", "WebP", "BMP", "TIFF", "HEIC", "AVIF"):
+        assert word in caught.value.detail
+
+
+@pytest.mark.parametrize("brand", [b"heic", b"heix", b"mif1", b"msf1", b"hevc", b"avif", b"avis"])
+def test_heif_and_avif_brands_are_recognised_by_their_signature(brand: bytes) -> None:
+    with pytest.raises(UndecodableImage):  # the right signature, but nothing behind it
+        load_image(b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 12, LIMIT)
+
+
+def test_an_iso_media_file_that_is_not_an_image_is_unsupported() -> None:
+    with pytest.raises(UnsupportedMediaType):  # an MP4 video
+        load_image(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2mp41" + bytes(64), LIMIT)
 
 
 def test_the_preview_is_a_small_jpeg() -> None:
