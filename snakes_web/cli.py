@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,22 @@ def build_default_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_onnx(args: argparse.Namespace) -> int:
+    """Convert a fastai export.pkl into one ONNX file that serves without torch or fastai."""
+    from .exceptions import ModelLoadError
+    from .onnx_export import UnsupportedExport
+    from .onnx_export import export_onnx as convert
+
+    try:
+        metadata = convert(Path(args.source), Path(args.destination), name=args.name)
+    except (UnsupportedExport, ModelLoadError) as exc:
+        print(f"snakes-web export-onnx: cannot convert {args.source}: {exc}", file=sys.stderr)
+        return 1
+    print(f"Wrote {args.destination} ({metadata['model_name']}, {len(json.loads(metadata['vocab']))} labels, "
+          f"input {metadata['input_size']}, {metadata['activation']})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a `snakes-web` subcommand."""
     parser = argparse.ArgumentParser(prog="snakes-web", description=__doc__)
@@ -28,6 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     build.add_argument("-o", "--output", default="models/export.pkl", help="where to write export.pkl")
     build.add_argument("--force", action="store_true", help="rebuild even if the file exists")
     build.set_defaults(run=build_default_model)
+    onnx = commands.add_parser("export-onnx", help=export_onnx.__doc__)
+    onnx.add_argument("source", help="the fastai export.pkl")
+    onnx.add_argument("destination", help="the .onnx file to write")
+    onnx.add_argument("--name", default="", help="model name to store (default: the export's)")
+    onnx.set_defaults(run=export_onnx)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
