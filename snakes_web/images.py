@@ -22,13 +22,17 @@ _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 
-def load_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode ``data`` into an upright RGB image, first frame only, or raise a ``SnakesError``."""
+def load_image(data: bytes, max_pixels: int, min_side: int | None = None) -> Image.Image:
+    """Decode ``data`` into an upright RGB image, first frame only, or raise a ``SnakesError``.
+
+    With ``min_side``, a JPEG may be decoded at 1/2, 1/4 or 1/8 scale, never below ``min_side`` pixels.
+    """
     if not data:
         raise BadRequest("The file is empty.")
     with _pillow_warnings():
         image = _open(data, max_pixels)
         try:
+            _draft(image, min_side)
             image.seek(0)
             image.load()
             image = ImageOps.exif_transpose(image) or image
@@ -37,6 +41,17 @@ def load_image(data: bytes, max_pixels: int) -> Image.Image:
             raise _too_many_pixels(max_pixels) from None
         except _DECODE_ERRORS:
             raise _undecodable(image.format) from None
+
+
+def _draft(image: Image.Image, min_side: int | None) -> None:
+    """Have a JPEG decode at the smallest DCT scale whose shorter side is still >= ``min_side``.
+
+    A 12-megapixel photo for a 256-pixel model decodes at 1/8 scale: about 10× less work. Pillow
+    picks the largest of 1/8, 1/4, 1/2 that keeps both sides >= the requested size; other formats
+    ignore the request.
+    """
+    if min_side and min_side > 0:
+        image.draft(None, (min_side, min_side))
 
 
 @contextlib.contextmanager

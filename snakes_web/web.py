@@ -9,7 +9,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .exceptions import SnakesError
 from .images import thumbnail_jpeg
 from .inputs import read_image
-from .predictor import holder_of
+from .predictor import holder_of, needed_side
 from .results import result_payload
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -28,7 +28,7 @@ def classify() -> tuple[str, int]:
     predictor = holder_of(current_app).get()
     model = predictor.describe()
     try:
-        image = read_image(request, current_app.config, allow_json=False)
+        image = read_image(request, current_app.config, allow_json=False, min_side=needed_side(predictor))
         predictions = predictor.predict(image)
     except SnakesError as error:
         return render_template("index.html", model=model, url=_posted_url(), error=error), error.status
