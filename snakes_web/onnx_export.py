@@ -4,7 +4,8 @@ Needs torch, fastai, onnx and onnxscript (the ``fastai`` extra); serving the res
 What fastai does at prediction time (``Learner.predict`` → ``test_dl`` → ``get_preds``) is read from
 the learner and written into the file's ``metadata_props``:
 
-- the item transforms of the validation split (``Resize``, ``CropPad``, ``RandomResizedCrop``),
+- the item transforms of the validation split (``Resize``, ``CropPad``, ``RandomCrop``,
+  ``RandomResizedCrop``),
   as the steps ``snakes_web.transforms`` runs in Pillow;
 - the batch transforms ``IntToFloatTensor`` (the divisor) and ``Normalize`` (mean and std);
 - the loss function's activation (softmax, sigmoid or none), which ``get_preds`` applies;
@@ -46,12 +47,19 @@ def preprocessing_of(learner: Any) -> dict[str, Any]:
             div = float(tfm.div or 0.0)
         elif name == "Normalize":
             mean, std = _flat(tfm.mean), _flat(tfm.std)
+        elif _is_a(tfm, "AffineCoordTfm") and getattr(tfm, "size", None) is None:
+            continue  # aug_transforms' flips, rotations, zooms: the identity on the validation split
         elif getattr(tfm, "split_idx", None) != 0:  # split_idx 0: training only, skipped by predict
             raise UnsupportedExport(f"the batch transform {name} runs at prediction time and has no ONNX "
                                     f"equivalent here")
     if not steps:
         raise UnsupportedExport("the export has no Resize item transform, so its input size is unknown")
     return {"steps": steps, "div": div, "mean": mean, "std": std, "input_size": list(steps[-1]["size"])}
+
+
+def _is_a(tfm: Any, class_name: str) -> bool:
+    """Tell whether ``tfm`` is an instance of a fastai class, by name (fastai is not imported here)."""
+    return any(cls.__name__ == class_name for cls in type(tfm).__mro__)
 
 
 def _item_steps(tfm: Any) -> list[dict[str, Any]]:
@@ -68,6 +76,8 @@ def _item_steps(tfm: Any) -> list[dict[str, Any]]:
         if str(tfm.pad_mode) not in PAD_MODES:
             raise UnsupportedExport(f"CropPad(pad_mode={tfm.pad_mode!r}) is not supported")
         return [{"op": "crop_pad", "size": _height_width(tfm.size), "pad_mode": str(tfm.pad_mode)}]
+    if name == "RandomCrop":  # validation: a centred crop, zero padding where the image is smaller
+        return [{"op": "crop_pad", "size": _height_width(tfm.size), "pad_mode": "zeros"}]
     if name == "RandomResizedCrop":  # validation: squish to size + extra, then centre crop to size
         width, height = (int(v) for v in tfm.size[:2])
         extra = math.ceil(max(width, height) * tfm.val_xtra / 8) * 8
