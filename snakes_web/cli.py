@@ -50,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     onnx.add_argument("destination", help="the .onnx file to write")
     onnx.add_argument("--name", default="", help="model name to store (default: the export's)")
     onnx.set_defaults(run=export_onnx)
+    from .bench import add_arguments
+    from .bench import run as run_bench
+
+    bench = commands.add_parser("bench", help="Measure learn.predict against our server on both backends; "
+                                              "write docs/benchmarks.md.")
+    add_arguments(bench)
+    bench.set_defaults(run=run_bench)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
