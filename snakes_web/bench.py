@@ -375,6 +375,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=ROOT / "gunicorn.conf.py", help="gunicorn config file")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="where to write the table")
     parser.add_argument("--smoke", action="store_true", help="tiny images, 0.3 s per measurement: checks it runs")
+    parser.add_argument("--int8", action="store_true", help="also measure an int8 export and its accuracy vs fp32")
     parser.add_argument("--role", choices=["bench", "baseline", "client"], default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
@@ -418,15 +419,46 @@ def bench(args: argparse.Namespace) -> int:
         first = Scenario("(1) learn.predict, in process", {k: Load(**v) for k, v in raw["loads"].items()},
                          raw["rss_mb"], raw["start_to_first_answer_s"], f"1 process × {torch_threads()} threads")
         scenarios = [first]
-        for name, model in (("(2) fastai backend, HTTP", args.model), ("(3) ONNX backend, HTTP", onnx_model)):
+        servers = [("(2) fastai backend, HTTP", args.model), ("(3) ONNX backend, HTTP", onnx_model)]
+        extra = ""
+        if args.int8:
+            int8_model = work / "model-int8.onnx"
+            print("quantizing to int8 ...", flush=True)
+            subprocess.run([sys.executable, "-m", "snakes_web", "export-onnx", "--int8", str(args.model),
+                            str(int8_model)], check=True, stdout=subprocess.DEVNULL)
+            servers.append(("(4) ONNX int8, HTTP", int8_model))
+            extra = int8_accuracy(onnx_model, int8_model, images)
+        for index, (name, model) in enumerate(servers):
             print(f"{name} ...", flush=True)
-            scenarios.append(serve(name, model, images, args, work / f"{model.suffix[1:]}.log"))
-    text = report(scenarios, labels, args, about, extra="")
+            scenarios.append(serve(name, model, images, args, work / f"server-{index}.log"))
+    text = report(scenarios, labels, args, about, extra=extra)
     print(table(scenarios, labels))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")
     return 0
+
+
+def int8_accuracy(fp32: Path, int8: Path, images: dict[str, Path]) -> str:
+    """Compare the int8 model with fp32 on the bench images and the repository's test photos."""
+    from .images import load_image
+    from .onnx_backend import OnnxPredictor
+
+    reference, quantized = OnnxPredictor(fp32, threads=1), OnnxPredictor(int8, threads=1)
+    photos = {path.name: path for path in sorted((ROOT / "tests" / "data").glob("*.jpg"))}
+    rows = ["", "**int8 against fp32** (same preprocessing; top-1, the top-3 in order, and the largest "
+            "probability difference over all classes):", "",
+            "| image | fp32 top-1 | int8 top-1 | same top-1 | same top-3 | max abs Δp |",
+            "|---|---|---|---|---|---:|"]
+    for label, path in {**photos, **images}.items():
+        image = load_image(path.read_bytes(), 100_000_000)
+        ours, theirs = ({p.label: p.probability for p in model.predict(image)} for model in (quantized, reference))
+        top = [max(d, key=d.__getitem__) for d in (theirs, ours)]
+        species = [sorted(d, key=lambda k, d=d: -d[k])[:3] for d in (theirs, ours)]
+        delta = max(abs(ours[k] - theirs[k]) for k in ours)
+        rows.append(f"| {label} | {top[0]} | {top[1]} | {'yes' if top[0] == top[1] else 'NO'} | "
+                    f"{'yes' if species[0] == species[1] else 'no'} | {delta:.5f} |")
+    return "\n".join(rows) + "\n"
 
 
 def torch_threads() -> int:

@@ -35,14 +35,18 @@ class OnnxPredictor:
         self._steps: list[dict[str, Any]] = meta["preprocess"]
         self._div, self._mean, self._std = meta["div"], meta["mean"], meta["std"]
         self._activation: str = meta["activation"]
-        self._input = self._session.get_inputs()[0].name
+        self.input_name: str = self._session.get_inputs()[0].name
         self.min_side = needed_side(self._steps)
+        self.quantization: str = meta["quantization"]
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """Preprocess like fastai: item transforms in Pillow, then scale and normalise into a 1×3×H×W batch."""
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        return to_input(apply_steps(rgb, self._steps), self._div, self._mean, self._std)
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Preprocess like fastai, run the network, apply the loss function's activation."""
-        pixels = to_input(apply_steps(image if image.mode == "RGB" else image.convert("RGB"), self._steps),
-                          self._div, self._mean, self._std)
-        scores = self._session.run(None, {self._input: pixels})[0][0]
+        scores = self._session.run(None, {self.input_name: self.prepare(image)})[0][0]
         return ranked(self.labels, _activate(scores, self._activation).tolist())
 
     def describe(self) -> dict[str, Any]:
@@ -80,6 +84,7 @@ def _metadata(session: Any, path: Path) -> dict[str, Any]:
     try:
         meta = {key: json.loads(props[key]) for key in ("vocab", "input_size", "preprocess", "div", "mean", "std")}
         meta["model_name"], meta["activation"] = props.get("model_name", ""), props["activation"]
+        meta["quantization"] = props.get("quantization", "")
         _check(meta)
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"{path} has damaged snakes-web metadata ({type(exc).__name__}: {exc}); convert "
