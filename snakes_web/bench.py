@@ -268,8 +268,8 @@ def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namesp
             load.cpu_ms_per_image = (cpu_seconds(serving) - before) * 1000 / max(1, load.total)
             scenario.loads[label] = load
         scenario.rss_mb = [rss_mb(pid) for pid in workers]
-        plan = re.search(r"(\d+) workers × (\d+) inference threads", log.read_text())
-        scenario.note = f"{plan.group(1)} workers × {plan.group(2)} threads" if plan else ""
+        plan = re.search(r"(\d+) workers × (\d+) inference thread", log.read_text())
+        scenario.note = f"{plan.group(1)} workers × {plan.group(2)} thread(s)" if plan else ""
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -341,16 +341,17 @@ Command: `{command.strip()}`
 
 **Method.** One run, the same model (`{args.model.name}` and its ONNX conversion) and the same
 generated images ({", ".join(labels)}). (1) `learn.predict(raw_bytes)` in one process, one image
-after another, torch's default threads: the baseline every fastai tutorial serves with. (2) and (3)
-our gunicorn (`gunicorn.conf.py`, sync workers sized from the cores and memory) on loopback, loaded by
-a separate client process keeping {args.concurrency} requests in flight, each request a multipart
-upload to `/api/v1/predict` on a new connection. Every measurement: {args.warmup:g} s warm-up, then
-{args.duration:g} s counted. Ratios are images/s against (1) on the same image, in this run.
+after another, torch's default threads: the baseline every fastai tutorial serves with. (2), (3)
+(and (4), the int8 export, with `--int8`): our gunicorn (`gunicorn.conf.py`, sync workers sized from
+the cores and memory) on loopback, loaded by a separate client process keeping {args.concurrency}
+requests in flight, each a multipart upload to `/api/v1/predict` on a new connection. Every
+measurement: {args.warmup:g} s warm-up, then {args.duration:g} s counted. Ratios are against (1) on
+the same image, in this run.
 *CPU ms/image* is the CPU time (user + system, every thread) the serving processes spent per image —
-for (2) and (3) the gunicorn master and workers, warm-up included; *CPU ×* is (1)'s CPU per image
+for the servers the gunicorn master and workers, warm-up included; *CPU ×* is (1)'s CPU per image
 over this row's. On a machine shared with other work, images/s and latencies move with the
-neighbours' load; CPU per image moves much less, so *CPU ×* is the steadier comparison (on an
-otherwise idle machine the two ratios agree when the server keeps every core busy).
+neighbours' load; CPU per image moves much less, so *CPU ×* is the steadier comparison. Analysis
+and profiles: [performance.md](performance.md).
 RSS is per worker after the load; start → first answer is from launching the process to the first
 200 answer (for (1): to the first `learn.predict` result).
 
@@ -454,11 +455,16 @@ def int8_accuracy(fp32: Path, int8: Path, images: dict[str, Path]) -> str:
         image = load_image(path.read_bytes(), 100_000_000)
         ours, theirs = ({p.label: p.probability for p in model.predict(image)} for model in (quantized, reference))
         top = [max(d, key=d.__getitem__) for d in (theirs, ours)]
-        species = [sorted(d, key=lambda k, d=d: -d[k])[:3] for d in (theirs, ours)]
+        species = [top3(d) for d in (theirs, ours)]
         delta = max(abs(ours[k] - theirs[k]) for k in ours)
         rows.append(f"| {label} | {top[0]} | {top[1]} | {'yes' if top[0] == top[1] else 'NO'} | "
                     f"{'yes' if species[0] == species[1] else 'no'} | {delta:.5f} |")
     return "\n".join(rows) + "\n"
+
+
+def top3(probabilities: dict[str, float]) -> list[str]:
+    """Return the three likeliest labels, most likely first."""
+    return sorted(probabilities, key=probabilities.__getitem__, reverse=True)[:3]
 
 
 def torch_threads() -> int:

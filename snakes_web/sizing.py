@@ -37,7 +37,8 @@ class Plan:
     def describe(self) -> str:
         """Say in one line what was chosen and why."""
         memory = f"{self.memory_mb} MB" if self.memory_mb is not None else "unknown memory"
-        return (f"{self.workers} workers × {self.threads} inference threads ({self.cores} cores, {memory}, "
+        threads = "1 inference thread each" if self.threads == 1 else f"{self.threads} inference threads each"
+        return (f"{self.workers} workers × {threads} ({self.cores} cores, {memory}, "
                 f"~{self.worker_memory_mb} MB per worker; {self.reason})")
 
 

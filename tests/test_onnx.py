@@ -245,5 +245,6 @@ def test_gunicorn_logs_its_sizing_and_gives_each_worker_one_thread_on_two_worker
         onnx_server: tuple[str, Path]) -> None:
     _, log = onnx_server
     cores = len(os.sched_getaffinity(0))
-    line = next(line for line in log.read_text().splitlines() if "inference threads" in line)
-    assert "onnx backend" in line and f"2 workers × {max(1, cores // 2)} inference threads" in line
+    line = next(line for line in log.read_text().splitlines() if "inference thread" in line)
+    threads = max(1, cores // 2)
+    assert "onnx backend" in line and f"2 workers × {threads} inference thread{'' if threads == 1 else 's'}" in line
