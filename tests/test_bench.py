@@ -11,9 +11,15 @@ from snakes_web.cli import main
 
 def test_the_bench_images_are_what_it_says(tmp_path: Path) -> None:
     images = write_images(tmp_path)
-    sizes = {label: Image.open(path).size for label, path in images.items()}
-    assert sizes == {"1 MP JPEG": (1152, 864), "12 MP JPEG": (4032, 3024), "PNG with alpha": (1024, 1024)}
-    assert Image.open(images["PNG with alpha"]).mode == "RGBA"
+    opened = {label: Image.open(path) for label, path in images.items()}
+    try:
+        sizes = {label: image.size for label, image in opened.items()}
+        assert sizes == {"1 MP JPEG": (1152, 864), "12 MP JPEG": (4032, 3024), "PNG with alpha": (1024, 1024)}
+        assert opened["PNG with alpha"].mode == "RGBA"
+        assert [image.format for image in opened.values()] == ["JPEG", "JPEG", "PNG"]
+    finally:
+        for image in opened.values():
+            image.close()
 
 
 def test_the_bench_measures_all_three_scenarios_and_writes_the_table(tiny_export: Path, tmp_path: Path) -> None:
