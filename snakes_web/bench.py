@@ -366,6 +366,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(parser.parse_args(argv))
 
 
+def default_config() -> Path:
+    """Return the project's gunicorn.conf.py: in the working directory, else beside the package."""
+    here = Path("gunicorn.conf.py")
+    return here.resolve() if here.is_file() else ROOT / "gunicorn.conf.py"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the bench's options (shared by `snakes-web bench` and `python -m snakes_web.bench`)."""
     parser.add_argument("--model", type=Path, default=Path("models/export.pkl"), help="the fastai export.pkl")
@@ -373,7 +379,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each")
     parser.add_argument("--concurrency", type=int, default=4, help="requests the client keeps in flight")
     parser.add_argument("--workers", type=int, default=0, help="gunicorn workers (0: the config's sizing)")
-    parser.add_argument("--config", type=Path, default=ROOT / "gunicorn.conf.py", help="gunicorn config file")
+    parser.add_argument("--config", type=Path, default=default_config(), help="gunicorn config file")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="where to write the table")
     parser.add_argument("--smoke", action="store_true", help="tiny images, 0.3 s per measurement: checks it runs")
     parser.add_argument("--int8", action="store_true", help="also measure an int8 export and its accuracy vs fp32")

@@ -16,7 +16,8 @@ from .exceptions import ModelLoadError
 from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
 from .transforms import PAD_MODES, RESAMPLES, RESIZE_METHODS, apply_steps, needed_side, to_input
 
-METADATA_FORMAT = "1"  # the layout onnx_export writes
+#: Version of the metadata layout ``onnx_export`` writes; files of another layout are refused.
+METADATA_FORMAT = "1"
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 
 

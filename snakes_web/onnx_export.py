@@ -5,8 +5,7 @@ What fastai does at prediction time (``Learner.predict`` → ``test_dl`` → ``g
 the learner and written into the file's ``metadata_props``:
 
 - the item transforms of the validation split (``Resize``, ``CropPad``, ``RandomCrop``,
-  ``RandomResizedCrop``),
-  as the steps ``snakes_web.transforms`` runs in Pillow;
+  ``RandomResizedCrop``), as the steps ``snakes_web.transforms`` runs in Pillow;
 - the batch transforms ``IntToFloatTensor`` (the divisor) and ``Normalize`` (mean and std);
 - the loss function's activation (softmax, sigmoid or none), which ``get_preds`` applies;
 - the vocab, the input size and the model's name.
@@ -21,13 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .onnx_backend import METADATA_FORMAT  # the layout the backend reads; no torch there
 from .quiet import quiet
 from .transforms import PAD_MODES, RESIZE_METHODS
 
-#: Version of the metadata layout below; the ONNX backend refuses files it does not know.
-METADATA_FORMAT = "1"
-METADATA_KEYS = ("snakes_web.format", "model_name", "vocab", "input_size", "image_mode", "preprocess",
-                 "div", "mean", "std", "activation")
 _RESAMPLE_NAMES = {0: "nearest", 4: "box", 2: "bilinear", 5: "hamming", 3: "bicubic", 1: "lanczos"}
 
 
@@ -46,6 +42,8 @@ def preprocessing_of(learner: Any) -> dict[str, Any]:
         if name == "IntToFloatTensor":
             div = float(tfm.div or 0.0)
         elif name == "Normalize":
+            if tfm.mean is None or tfm.std is None:
+                raise UnsupportedExport("Normalize has no mean and std (its statistics were never computed)")
             mean, std = _flat(tfm.mean), _flat(tfm.std)
         elif _is_a(tfm, "AffineCoordTfm") and getattr(tfm, "size", None) is None:
             continue  # aug_transforms' flips, rotations, zooms: the identity on the validation split
