@@ -268,8 +268,8 @@ def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namesp
             load.cpu_ms_per_image = (cpu_seconds(serving) - before) * 1000 / max(1, load.total)
             scenario.loads[label] = load
         scenario.rss_mb = [rss_mb(pid) for pid in workers]
-        plan = re.search(r"(\d+) workers × (\d+) inference thread", log.read_text())
-        scenario.note = f"{plan.group(1)} workers × {plan.group(2)} thread(s)" if plan else ""
+        plan = re.search(r"(\d+) workers? × (\d+) inference thread", log.read_text())
+        scenario.note = f"{plan.group(1)} worker(s) × {plan.group(2)} thread(s)" if plan else ""
     finally:
         process.terminate()
         process.wait(timeout=60)

@@ -38,7 +38,8 @@ class Plan:
         """Say in one line what was chosen and why."""
         memory = f"{self.memory_mb} MB" if self.memory_mb is not None else "unknown memory"
         threads = "1 inference thread each" if self.threads == 1 else f"{self.threads} inference threads each"
-        return (f"{self.workers} workers × {threads} ({self.cores} cores, {memory}, "
+        workers = f"{self.workers} worker{'' if self.workers == 1 else 's'}"
+        return (f"{workers} × {threads} ({self.cores} cores, {memory}, "
                 f"~{self.worker_memory_mb} MB per worker; {self.reason})")
 
 

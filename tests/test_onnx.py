@@ -259,3 +259,21 @@ def test_an_int8_export_keeps_the_metadata_and_says_it_is_quantized(default_onnx
     assert quantized.describe() == reference.describe()
     for image in sample_images()[:2]:  # the photos: int8 never the default unless top-1 agrees on them
         assert quantized.predict(image)[0].label == reference.predict(image)[0].label
+
+
+def test_workers_from_the_command_line_share_the_cores_anew(default_onnx: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import runpy
+    from types import SimpleNamespace
+
+    monkeypatch.setenv("SNAKES_MODEL", str(default_onnx))
+    monkeypatch.setenv("SNAKES_TORCH_THREADS", "0")  # 0: the config fills it in; restored after
+    for name in ("SNAKES_WORKERS", "WEB_CONCURRENCY", "SNAKES_CORES"):
+        monkeypatch.delenv(name, raising=False)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    said: list[str] = []
+    log = SimpleNamespace(info=lambda message, *args: said.append(message % args), error=said.append)
+    conf["on_starting"](SimpleNamespace(cfg=SimpleNamespace(workers=1), log=log))  # `--workers 1`
+    cores = len(os.sched_getaffinity(0))
+    assert os.environ["SNAKES_TORCH_THREADS"] == str(cores)  # the workers, forked next, inherit it
+    assert any(f"1 worker × {cores} inference thread" in line for line in said)
