@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
+from snakes_web import create_app
 from snakes_web.images import load_image
-from tests.conftest import image_bytes
+from snakes_web.predictor import Prediction
+from tests.conftest import FakePredictor, image_bytes
 
 
 def jpeg(size: tuple[int, int]) -> bytes:
@@ -43,3 +48,28 @@ def test_the_draft_still_honours_exif_orientation() -> None:
     exif[0x0112] = 6  # rotate 90° clockwise to display
     Image.new("RGB", (2400, 1200), (200, 30, 30)).save(out, "JPEG", exif=exif)
     assert load_image(out.getvalue(), 50_000_000, min_side=256).size == (300, 600)
+
+
+class SizeRecorder(FakePredictor):
+    """A fake model that needs a 256-pixel shorter side and remembers the size it was given."""
+
+    min_side = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[int, int]] = []
+
+    def predict(self, image: Image.Image) -> list[Prediction]:
+        self.sizes.append(image.size)
+        return super().predict(image)
+
+
+@pytest.mark.parametrize("draft, size", [(True, (500, 375)), (False, (4000, 3000))])
+def test_the_api_decodes_to_the_side_the_model_needs_unless_turned_off(settings: dict[str, Any], draft: bool,
+                                                                       size: tuple[int, int]) -> None:
+    recorder = SizeRecorder()
+    client = create_app({**settings, "PREDICTOR": recorder, "JPEG_DRAFT": draft}).test_client()
+    photo = image_bytes("JPEG", size=(4000, 3000))  # one colour: a small file, 12 megapixels
+    boundary, body = encode_multipart({"file": FileStorage(io.BytesIO(photo), "big.jpg")})
+    response = client.post("/api/v1/predict", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert response.status_code == 200 and recorder.sizes == [size]
