@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import math
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ class Load:
     errors: int = 0
     total: int = 0                 # requests sent, warm-up included (for CPU per image)
     cpu_ms_per_image: float = float("nan")  # CPU time of the serving processes per image
+    client_cpu_ms: float = float("nan")     # CPU time of the load generator per request
 
     @property
     def rate(self) -> float:
@@ -278,11 +281,18 @@ def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namesp
 
 def client(port: int, image: Path, args: argparse.Namespace) -> Load:
     """Run the load generator in its own process and return what it measured."""
+    import resource
+
     command = [sys.executable, "-m", "snakes_web.bench", "--role", "client", "--port", str(port),
                "--image", str(image), "--concurrency", str(args.concurrency),
                "--warmup", str(args.warmup), "--duration", str(args.duration)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts children once they are waited for
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=args.duration * 10 + 300)
-    return Load(**json.loads(out.stdout))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = Load(**json.loads(out.stdout))
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load.client_cpu_ms = used * 1000 / max(1, load.total)
+    return load
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -320,11 +330,15 @@ def table(scenarios: list[Scenario], labels: Sequence[str]) -> str:
             lines.append(f"| {scenario.name} | {label} | {load.rate:.1f} | {ratio:.2f}× | "
                          f"{load.percentile(50):.0f} | {load.percentile(99):.0f} | {load.cpu_ms_per_image:.1f} | "
                          f"{saving:.2f}× | {load.errors} |")
-    lines += ["", "| scenario | set-up | RSS per worker (MB) | process start → first answer (s) |",
-              "|---|---|---|---:|"]
+    lines += ["", "| scenario | set-up | RSS per worker (MB) | process start → first answer (s) "
+                  "| load generator CPU ms/request |",
+              "|---|---|---|---:|---:|"]
     for scenario in scenarios:
         rss = ", ".join(f"{value:.0f}" for value in scenario.rss_mb)
-        lines.append(f"| {scenario.name} | {scenario.note} | {rss} | {scenario.start_to_first_answer_s:.2f} |")
+        client_ms = [load.client_cpu_ms for load in scenario.loads.values() if not math.isnan(load.client_cpu_ms)]
+        client = f"{statistics.mean(client_ms):.1f}" if client_ms else "—"
+        lines.append(f"| {scenario.name} | {scenario.note} | {rss} | {scenario.start_to_first_answer_s:.2f} "
+                     f"| {client} |")
     return "\n".join(lines)
 
 
@@ -352,6 +366,7 @@ for the servers the gunicorn master and workers, warm-up included; *CPU ×* is (
 over this row's. On a machine shared with other work, images/s and latencies move with the
 neighbours' load; CPU per image moves much less, so *CPU ×* is the steadier comparison. Analysis
 and profiles: [performance.md](performance.md).
+The load generator runs on the same cores; its CPU per request (its start-up included) is in the last column.
 RSS is per worker after the load; start → first answer is from launching the process to the first
 200 answer (for (1): to the first `learn.predict` result).
 
