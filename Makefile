@@ -9,11 +9,19 @@ TORCH_INDEX_URL ?=
 TORCH_VERSION ?= 2.14.1
 TORCHVISION_VERSION ?= 0.29.1
 MODEL ?= models/export.pkl
+# What `make run` serves: the ONNX conversion of $(MODEL) (no torch in the workers: faster, ~5x leaner).
+# `make run SNAKES_MODEL=models/export.pkl` serves the fastai export itself; so does any other .pkl.
+SNAKES_MODEL ?= $(MODEL:.pkl=.onnx)
+BENCH_ARGS ?=
 
-.PHONY: run test model clean
+.PHONY: run test model bench clean
 
-run: $(VENV)/.installed $(MODEL)
-	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+run: $(VENV)/.installed $(SNAKES_MODEL)
+	SNAKES_MODEL=$(SNAKES_MODEL) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+# Measure learn.predict vs our server on both backends; writes docs/benchmarks.md (a few minutes).
+bench: $(VENV)/.installed $(MODEL)
+	$(BIN)/snakes-web bench --model $(MODEL) $(BENCH_ARGS)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -23,12 +31,15 @@ model: $(MODEL)
 $(MODEL): | $(VENV)/.installed
 	$(BIN)/snakes-web build-default-model --output $@
 
+%.onnx: %.pkl | $(VENV)/.installed
+	$(BIN)/snakes-web export-onnx $< $@
+
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) \
 	    torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[fastai]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

@@ -1,28 +1,42 @@
 """Gunicorn settings for snakes-web: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
 The model is loaded in each worker after the fork (``post_worker_init``), never in the master:
-torch's thread pools do not survive a fork. Workers × torch threads never exceed the cores.
+torch's thread pools do not survive a fork, and ONNX Runtime's are not documented to (the copy-on-write
+saving would be small anyway: the default model's weights are 19 MB of a ~150 MB ONNX worker).
+Workers and inference threads per worker come from the cores and memory available (cgroup limits
+included, see ``snakes_web.sizing``); workers × threads never exceed the cores.
 Every value comes from the app's settings (``snakes_web.config``), so ``SNAKES_*`` rules here too.
+
+Sync workers on purpose: a sync worker accepts a connection only when it is idle, so no request
+waits behind a busy worker while another one is free (gthread workers accept while busy).
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
+from pathlib import Path
 
 from snakes_web.config import ConfigError, load_settings  # imports no torch
+from snakes_web.exceptions import ModelLoadError
+from snakes_web.predictor import backend_for  # imports no backend
+from snakes_web.sizing import plan_from_settings
 
 try:
     _settings = load_settings()
 except ConfigError as _error:  # one clear line, not gunicorn's "Failed to read config file" traceback
     print(f"snakes-web cannot start: {_error}", file=sys.stderr)
     sys.exit(1)
-_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+try:
+    _backend = backend_for(Path(_settings["MODEL"]))
+except ModelLoadError:
+    _backend = "fastai"  # on_starting reports the bad model file with one clear line
+_plan = plan_from_settings(_settings, os.environ, _backend)
 
 # $PORT (Heroku and most PaaS) means "listen on every interface"; otherwise loopback only.
 bind = [_settings["BIND"]
         or (f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000")]
-workers = _settings["WORKERS"] or int(os.environ.get("WEB_CONCURRENCY") or min(_cores, 2))
+workers = _plan.workers
 worker_class = "sync"
 threads = 1
 preload_app = False  # load the app, and so the model, in each worker
@@ -34,30 +48,31 @@ accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s "%(a)s"'
 errorlog = "-"
 loglevel = _settings["LOG_LEVEL"]
-# Torch threads per worker, so that workers × threads ≤ cores (create_app reads this setting).
-if not _settings["TORCH_THREADS"]:
-    os.environ["SNAKES_TORCH_THREADS"] = str(max(1, _cores // workers))
+# Inference threads per worker, so that workers × threads ≤ cores (the workers read this setting).
+os.environ["SNAKES_TORCH_THREADS"] = str(_plan.threads)
 
 
 def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     """Stop at once, with one clear line, when the model file is missing (checked without torch)."""
-    from pathlib import Path
-
-    from snakes_web.exceptions import ModelLoadError
     from snakes_web.predictor import check_model_file
 
     try:
         check_model_file(Path(_settings["MODEL"]).expanduser())
+        backend_for(Path(_settings["MODEL"]))
     except ModelLoadError as exc:
         server.log.error("snakes-web cannot start: %s", exc)
         sys.exit(1)
+    plan = _plan
+    if server.cfg.workers != plan.workers:  # `--workers N` on the command line: share the cores anew
+        plan = plan_from_settings({**_settings, "WORKERS": server.cfg.workers}, os.environ, _backend)
+        os.environ["SNAKES_TORCH_THREADS"] = str(plan.threads)  # the workers, forked later, inherit it
+    server.log.info("snakes-web: %s backend, %s", _backend, plan.describe())
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
     """Route the app's log through gunicorn's error log, then load and warm up the model."""
     import logging
 
-    from snakes_web.exceptions import ModelLoadError
     from snakes_web.predictor import holder_of
 
     app_log = logging.getLogger("snakes_web")

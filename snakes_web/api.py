@@ -6,7 +6,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from .inputs import read_image
-from .predictor import holder_of
+from .predictor import holder_of, needed_side
 from .results import parse_top, result_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -17,7 +17,7 @@ def predict() -> dict[str, Any]:
     """Classify an uploaded file (`file`), a form field `url`, or a JSON body {"url": ...}."""
     predictor = holder_of(current_app).get()
     top = parse_top(request.args.get("top"), len(predictor.labels))
-    image = read_image(request, current_app.config, allow_json=True)
+    image = read_image(request, current_app.config, allow_json=True, min_side=needed_side(predictor))
     return result_payload(predictor.predict(image), predictor.describe(), top)
 
 

@@ -54,17 +54,27 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ALLOW_PRIVATE_URLS", False, parse_bool,
             "Allow URLs that resolve to loopback, private or link-local addresses (tests and closed networks only)."),
     Setting("TORCH_THREADS", 0, int,
-            "Torch threads per worker; 0 means cores ÷ workers (gunicorn.conf.py fills it in)."),
+            "Inference threads per worker (torch, or ONNX Runtime intra-op); 0 means cores ÷ workers "
+            "(gunicorn.conf.py fills it in)."),
     Setting("BIND", "", str,
             "Address gunicorn listens on; empty means `0.0.0.0:$PORT` when `PORT` is set, else `127.0.0.1:8000`."),
     Setting("WORKERS", 0, int,
-            "Gunicorn worker processes; 0 means `WEB_CONCURRENCY` if set, else min(cores, 2)."),
+            "Gunicorn worker processes; 0 means `WEB_CONCURRENCY` if set, else one per core, as many as fit in RAM."),
     Setting("WORKER_TIMEOUT", 60, int,
             "Seconds a gunicorn worker may spend on one request before it is restarted."),
     Setting("LOG_LEVEL", "info", str,
             "Gunicorn log level: debug, info, warning, error."),
     Setting("UNSURE_BELOW", 0.5, float,
             "Top probability under which the page says the model is unsure."),
+    # --- issue 5 ---
+    Setting("JPEG_DRAFT", True, parse_bool,
+            "Decode a large JPEG at 1/2, 1/4 or 1/8 scale when that still covers the model's input (much faster)."),
+    Setting("CORES", 0, int,
+            "Cores to size workers and threads for; 0 means the CPU affinity, capped by the cgroup CPU quota."),
+    Setting("MEMORY_LIMIT_MB", 0, int,
+            "Memory to size workers for, in MB; 0 means the cgroup memory limit or MemAvailable, the smaller."),
+    Setting("WORKER_MEMORY_MB", 0, int,
+            "Memory one worker needs, in MB, when sizing; 0 means 1300 for a fastai model, 250 for ONNX."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).

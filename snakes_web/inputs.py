@@ -31,8 +31,12 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
-def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: bool) -> Image.Image:
-    """Return the request's image, uploaded as ``file`` or fetched from ``url``, as RGB."""
+def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: bool,
+               min_side: int | None = None) -> Image.Image:
+    """Return the request's image, uploaded as ``file`` or fetched from ``url``, as RGB.
+
+    ``min_side`` is the shorter side the model needs: a large JPEG is decoded no bigger than that.
+    """
     upload, url = _file_and_url(request, allow_json)
     if upload is not None and url:
         raise BadRequest(BOTH_GIVEN)
@@ -44,7 +48,8 @@ def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: boo
         data = fetch_image(url, limits)
     else:
         raise BadRequest(NEITHER_GIVEN)
-    return load_image(data, settings["MAX_IMAGE_PIXELS"])
+    return load_image(data, settings["MAX_IMAGE_PIXELS"],
+                      min_side=min_side if settings.get("JPEG_DRAFT", True) else None)
 
 
 def _file_and_url(request: Request, allow_json: bool) -> tuple[FileStorage | None, str]:

@@ -1,7 +1,8 @@
 """Model file in, predictions out. No Flask here.
 
-``load_predictor`` picks the backend from the model file; ``PredictorHolder`` is the Flask
-extension that loads it lazily, once per process (so once per gunicorn worker, after the fork).
+``load_predictor`` picks the backend from the model file (``fastai_backend``: torch and fastai;
+``onnx_backend``: ONNX Runtime and NumPy only) and imports only that one; ``PredictorHolder`` is the
+Flask extension that loads it lazily, once per process (so once per gunicorn worker, after the fork).
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from typing import Any, Protocol
 from PIL import Image
 
 from .exceptions import ModelLoadError
-from .quiet import quiet
 
 MODEL_SETTING = "SNAKES_MODEL"
 
@@ -36,6 +36,7 @@ class Predictor(Protocol):
     """What the web layer needs from a model backend."""
 
     labels: list[str]
+    # Optional: ``min_side``, the shorter image side the model needs; images are decoded no smaller.
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Return every class with its probability, most likely first."""
@@ -50,88 +51,6 @@ def ranked(labels: list[str], probabilities: list[float]) -> list[Prediction]:
     return sorted(pairs, key=lambda pred: -pred.probability)
 
 
-class FastaiPredictor:
-    """Serve a fastai ``export.pkl`` with ``load_learner`` on the CPU."""
-
-    backend = "fastai"
-
-    def __init__(self, path: Path, name: str = "", threads: int = 0) -> None:
-        import torch
-
-        if threads > 0:
-            torch.set_num_threads(threads)
-        self._learner = _load_learner(path)
-        self._lock = threading.Lock()  # Learner.predict keeps state on the learner
-        self.labels = [str(label) for label in self._learner.dls.vocab]
-        self.name = name or getattr(self._learner.model, "model_name", "") or path.stem
-        self.input_size = _input_size(self._learner)
-
-    def predict(self, image: Image.Image) -> list[Prediction]:
-        """Run ``Learner.predict`` on an RGB image."""
-        import torch
-
-        with quiet():
-            from fastai.vision.core import PILImage
-        item = PILImage.create(image.convert("RGB"))
-        with self._lock, torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
-            _, _, probabilities = self._learner.predict(item)
-        return ranked(self.labels, probabilities.tolist())
-
-    def describe(self) -> dict[str, Any]:
-        """Return the model's name, backend, input size and labels."""
-        return {"name": self.name, "backend": self.backend, "input_size": self.input_size,
-                "labels": len(self.labels), "vocab": list(self.labels)}
-
-
-def _load_learner(path: Path) -> Any:
-    """Load a fastai export, turning every way it can fail into one clear ``ModelLoadError``."""
-    with quiet():
-        from fastai.callback.progress import ProgressCallback
-        from fastai.learner import load_learner
-
-    check_model_file(path)
-    try:
-        with quiet():  # fastai warns on every load that pickles run code; we load only our file
-            learner = load_learner(path, cpu=True)
-    except UnboundLocalError:
-        # fastai 2.8 swallows an ImportError inside load_learner and then trips on this.
-        raise ModelLoadError(
-            f"{path} needs the module {_missing_module(path)!r}, which is not importable here; "
-            f"install what the model was trained with, or point {MODEL_SETTING} at another model."
-        ) from None
-    except AttributeError as exc:
-        if not str(exc).startswith("Custom classes"):  # fastai's wording for an unpickling failure
-            raise ModelLoadError(f"{path} is not a fastai Learner export; check {MODEL_SETTING}.") from None
-        cause = str(exc).splitlines()[-1].strip()  # fastai's preamble, then pickle's own words
-        raise ModelLoadError(
-            f"{path} refers to a function or class that is not importable here ({cause}); "
-            f"define it in an importable module before loading, or set {MODEL_SETTING}."
-        ) from None
-    except Exception as exc:  # a pickle can fail in any way; say which file and which setting
-        raise ModelLoadError(
-            f"{path} is not a loadable fastai export ({type(exc).__name__}); check {MODEL_SETTING}."
-        ) from None
-    if not hasattr(learner, "dls") or not hasattr(learner.dls, "vocab"):
-        raise ModelLoadError(f"{path} is not a fastai classifier export (it has no vocab); check {MODEL_SETTING}.")
-    if any(isinstance(cb, ProgressCallback) for cb in learner.cbs):
-        learner.remove_cb(ProgressCallback)  # it prints a bar on every predict
-    learner.model.eval()
-    return learner
-
-
-def _missing_module(path: Path) -> str:
-    """Unpickle ``path`` again, without fastai in the way, to learn which import fails."""
-    import torch
-
-    try:
-        torch.load(path, map_location="cpu", weights_only=False)
-    except ImportError as exc:
-        return exc.name or str(exc)
-    except Exception:  # noqa: BLE001 - any other failure: we only wanted the import error
-        pass
-    return "(unknown)"
-
-
 def check_model_file(path: Path) -> None:
     """Raise ``ModelLoadError`` naming the path and the setting when the file cannot be read."""
     if not path.is_file():
@@ -141,21 +60,50 @@ def check_model_file(path: Path) -> None:
         raise ModelLoadError(f"model file {path} is not readable; check its permissions or {MODEL_SETTING}.")
 
 
-def _input_size(learner: Any) -> list[int] | None:
-    """Return the [height, width] the item transforms produce, when they say."""
-    size = None
-    for tfm in learner.dls.after_item.fs:
-        tfm_size = getattr(tfm, "size", None)
-        if tfm_size is not None:
-            size = [int(v) for v in (tfm_size if hasattr(tfm_size, "__len__") else (tfm_size, tfm_size))]
-    return size
+#: Model file suffixes and the backend module that serves them (imported only when chosen).
+FASTAI_SUFFIXES = frozenset({".pkl", ".pth", ".pt"})
+ONNX_SUFFIXES = frozenset({".onnx"})
+
+
+def backend_for(path: Path) -> str:
+    """Name the backend a model file calls for: "fastai" or "onnx"."""
+    suffix = path.suffix.lower()
+    if suffix in FASTAI_SUFFIXES:
+        return "fastai"
+    if suffix in ONNX_SUFFIXES:
+        return "onnx"
+    raise ModelLoadError(f"model file {path} is neither a fastai export (.pkl) nor an ONNX model (.onnx); "
+                         f"check {MODEL_SETTING}.")
 
 
 def load_predictor(path: Path, name: str = "", threads: int = 0) -> Predictor:
     """Load the model at ``path`` with the backend its file type calls for."""
-    if path.suffix.lower() in {".pkl", ".pth", ".pt"}:
-        return FastaiPredictor(path, name=name, threads=threads)
-    raise ModelLoadError(f"model file {path} is not a fastai export (.pkl); check {MODEL_SETTING}.")
+    if backend_for(path) == "onnx":
+        from .onnx_backend import OnnxPredictor  # onnxruntime + numpy only: no torch, no fastai
+
+        return OnnxPredictor(path, name=name, threads=threads)
+    from .fastai_backend import FastaiPredictor
+
+    return FastaiPredictor(path, name=name, threads=threads)
+
+
+def needed_side(predictor: Predictor) -> int | None:
+    """Return the shorter image side a predictor needs (None: decode at full size)."""
+    side = getattr(predictor, "min_side", None)  # optional: fakes and third-party predictors may lack it
+    return int(side) if side else None
+
+
+def __getattr__(name: str) -> Any:
+    """Import a backend class on first use, so importing this module never imports torch."""
+    if name == "FastaiPredictor":
+        from .fastai_backend import FastaiPredictor
+
+        return FastaiPredictor
+    if name == "OnnxPredictor":
+        from .onnx_backend import OnnxPredictor
+
+        return OnnxPredictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class PredictorHolder:

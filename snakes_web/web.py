@@ -10,7 +10,7 @@ from .errors import log_server_error
 from .exceptions import SnakesError
 from .images import thumbnail_jpeg
 from .inputs import read_image
-from .predictor import holder_of
+from .predictor import holder_of, needed_side
 from .results import result_payload
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -29,7 +29,7 @@ def classify() -> tuple[str, int]:
     predictor = holder_of(current_app).get()
     model = predictor.describe()
     try:
-        image = read_image(request, current_app.config, allow_json=False)
+        image = read_image(request, current_app.config, allow_json=False, min_side=needed_side(predictor))
         predictions = predictor.predict(image)
     except SnakesError as error:
         log_server_error(error)

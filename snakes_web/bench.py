@@ -1,0 +1,521 @@
+"""`snakes-web bench`: in-process ``learn.predict`` against our server on both backends, in one run.
+
+On the same generated images and the same model, it measures
+
+1. ``learn.predict(raw_bytes)`` in one process: the baseline every fastai tutorial serves with;
+2. the fastai backend (``.pkl``) through our gunicorn on loopback;
+3. the ONNX backend (``.onnx``, converted at the start of the run) through our gunicorn on loopback;
+
+each for a fixed time after a warm-up. The HTTP load comes from a second process (a Python client
+holding a fixed number of requests in flight), so the server's CPU time is the server's. It reports
+images/s, p50/p99 latency, RSS per worker, the time from process start to the first answer, and each
+image rate as a ratio against (1) on the same image, then writes the table to ``docs/benchmarks.md``.
+Each scenario and the client run in their own processes: the bench itself never imports torch.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The images every scenario classifies: what phones and web pages send.
+IMAGES = {"1 MP JPEG": "photo-1mp.jpg", "12 MP JPEG": "photo-12mp.jpg", "PNG with alpha": "alpha-1mp.png"}
+
+
+@dataclass
+class Load:
+    """What one scenario measured on one image."""
+
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int = 0
+    total: int = 0                 # requests sent, warm-up included (for CPU per image)
+    cpu_ms_per_image: float = float("nan")  # CPU time of the serving processes per image
+    client_cpu_ms: float = float("nan")     # CPU time of the load generator per request
+
+    @property
+    def rate(self) -> float:
+        """Images per second."""
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def percentile(self, q: float) -> float:
+        """Return the q-th percentile latency in milliseconds."""
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+@dataclass
+class Scenario:
+    """One way of serving: its loads per image, memory and start-up time."""
+
+    name: str
+    loads: dict[str, Load] = field(default_factory=dict)
+    rss_mb: list[float] = field(default_factory=list)
+    start_to_first_answer_s: float = float("nan")
+    note: str = ""
+
+
+# --- images ----------------------------------------------------------------------------------
+
+def photo_like(width: int, height: int, seed: int) -> Image.Image:
+    """Return a photo-like RGB image: smooth colour fields, edges and sensor-like noise."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray(rng.integers(0, 255, (9, 12, 3), dtype=np.uint8)).resize((width, height),
+                                                                                      Image.Resampling.BICUBIC)
+    pixels = np.asarray(coarse, dtype=np.int16)
+    stripes = ((np.arange(width)[None, :] // max(1, width // 40)) % 2 * 40 - 20).astype(np.int16)
+    noise = rng.normal(0, 6, (height, width, 3)).astype(np.int16)
+    return Image.fromarray(np.clip(pixels + stripes[:, :, None] + noise, 0, 255).astype(np.uint8))
+
+
+def write_images(folder: Path, scale: float = 1.0) -> dict[str, Path]:
+    """Write the bench images: a 1 MP and a 12 MP JPEG (quality 90) and a 1 MP PNG with alpha."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes = {"1 MP JPEG": (1152, 864), "12 MP JPEG": (4032, 3024), "PNG with alpha": (1024, 1024)}
+    paths = {}
+    for index, (label, name) in enumerate(IMAGES.items()):
+        width, height = (max(32, int(v * scale)) for v in sizes[label])
+        image = photo_like(width, height, seed=index)
+        path = folder / name
+        if label == "PNG with alpha":
+            alpha = np.linspace(64, 255, width * height).reshape(height, width).astype(np.uint8)
+            image.putalpha(Image.fromarray(alpha))
+            image.save(path, "PNG")
+        else:
+            image.save(path, "JPEG", quality=90)
+        paths[label] = path
+    return paths
+
+
+# --- the client process ----------------------------------------------------------------------
+
+def multipart(data: bytes, filename: str) -> tuple[bytes, str]:
+    """Encode ``data`` as a multipart/form-data body with one field ``file``."""
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def post(host: str, port: int, body: bytes, content_type: str) -> int:
+    """POST one image to /api/v1/predict on a fresh connection; return the status."""
+    connection = http.client.HTTPConnection(host, port, timeout=120)
+    try:
+        connection.request("POST", "/api/v1/predict", body=body,
+                           headers={"Content-Type": content_type, "Content-Length": str(len(body))})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def raw_request(host: str, port: int, body: bytes, content_type: str) -> bytes:
+    """Return the bytes of one HTTP/1.1 POST to /api/v1/predict, built once and sent as is."""
+    head = (f"POST /api/v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    return head + body
+
+
+def send(host: str, port: int, request: bytes) -> int:
+    """Send a prepared request on a new connection, read the answer to the end; return the status."""
+    import socket
+
+    with socket.create_connection((host, port), timeout=120) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    return int(answer[9:12]) if answer.startswith(b"HTTP/1.") else 0
+
+
+def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, duration: float) -> Load:
+    """Keep ``concurrency`` requests in flight: ``warmup`` seconds unmeasured, then ``duration`` measured.
+
+    Requests are prepared once and sent over plain sockets: the load generator shares the cores
+    with the server, so it does as little per request as it can.
+    """
+    request = raw_request(host, port, *multipart(image.read_bytes(), image.name))
+    start = time.monotonic()
+    measure_from, stop_at = start + warmup, start + warmup + duration
+    latencies: list[float] = []
+    counts = {"errors": 0, "total": 0}
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            began = time.monotonic()
+            if began >= stop_at:
+                return
+            status = send(host, port, request)
+            ended = time.monotonic()
+            with lock:
+                counts["total"] += 1
+                if began >= measure_from and ended <= stop_at:  # only requests wholly inside the window
+                    latencies.append((ended - began) * 1000)
+                    counts["errors"] += status != 200
+
+    threads = [threading.Thread(target=run) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Load(len(latencies), duration, latencies, counts["errors"], counts["total"])
+
+
+# --- the baseline process --------------------------------------------------------------------
+
+def baseline(model: Path, images: dict[str, Path], warmup: float, duration: float, launched: float) -> dict[str, Any]:
+    """Time ``learn.predict(raw_bytes)``, one image after another, as a fastai tutorial serves."""
+    from .fastai_backend import load_learner_quietly
+    from .quiet import quiet
+
+    learner = load_learner_quietly(model)
+    first = next(iter(images.values())).read_bytes()
+    with quiet(), learner.no_bar(), learner.no_logging():
+        learner.predict(first)
+    result: dict[str, Any] = {"start_to_first_answer_s": time.time() - launched, "loads": {}}
+    for label, path in images.items():
+        data = path.read_bytes()
+        latencies: list[float] = []
+        with quiet(), learner.no_bar(), learner.no_logging():
+            deadline = time.monotonic() + warmup
+            while time.monotonic() < deadline:
+                learner.predict(data)
+            start, cpu = time.monotonic(), time.process_time()  # process time: every torch thread
+            while time.monotonic() - start < duration or not latencies:
+                began = time.monotonic()
+                learner.predict(data)
+                latencies.append((time.monotonic() - began) * 1000)
+            seconds, cpu = time.monotonic() - start, time.process_time() - cpu
+        result["loads"][label] = {"requests": len(latencies), "seconds": seconds, "latencies_ms": latencies,
+                                  "total": len(latencies), "cpu_ms_per_image": cpu * 1000 / len(latencies)}
+    result["rss_mb"] = [rss_mb(os.getpid())]
+    return result
+
+
+# --- servers ---------------------------------------------------------------------------------
+
+def rss_mb(pid: int) -> float:
+    """Return a process's resident memory in MB (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """Return the user + system CPU time the processes have used so far, in seconds (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat
+    return total / ticks
+
+
+def children(pid: int) -> list[int]:
+    """Return the child processes of ``pid`` (gunicorn's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def free_port() -> int:
+    """Return a TCP port free on loopback right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namespace, log: Path) -> Scenario:
+    """Start our gunicorn on ``model``, time its first answer, load it with each image, stop it."""
+    port = free_port()
+    env = {**os.environ, "SNAKES_MODEL": str(model), "SNAKES_LOG_LEVEL": "info"}  # info: the sizing line
+    if args.workers:
+        env["SNAKES_WORKERS"] = str(args.workers)
+    env.pop("PORT", None)
+    first = next(iter(images.values()))
+    body, content_type = multipart(first.read_bytes(), first.name)
+    scenario = Scenario(name)
+    launched = time.monotonic()
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(args.config), "--bind",
+                                    f"127.0.0.1:{port}", "wsgi:app" if (args.config.parent / "wsgi.py").exists()
+                                    else "snakes_web:create_app()"],
+                                   cwd=args.config.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name}: gunicorn exited; see {log}")
+            try:
+                if post("127.0.0.1", port, body, content_type) == 200:
+                    break
+            except OSError:
+                time.sleep(0.02)
+            if time.monotonic() - launched > 300:
+                raise RuntimeError(f"{name}: no answer within 300 s; see {log}")
+        scenario.start_to_first_answer_s = time.monotonic() - launched
+        workers = children(process.pid)
+        for label, path in images.items():
+            serving = [process.pid, *workers]
+            before = cpu_seconds(serving)
+            load = client(port, path, args)
+            load.cpu_ms_per_image = (cpu_seconds(serving) - before) * 1000 / max(1, load.total)
+            scenario.loads[label] = load
+        scenario.rss_mb = [rss_mb(pid) for pid in workers]
+        plan = re.search(r"(\d+) workers? × (\d+) inference thread", log.read_text())
+        scenario.note = f"{plan.group(1)} worker(s) × {plan.group(2)} thread(s)" if plan else ""
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return scenario
+
+
+def client(port: int, image: Path, args: argparse.Namespace) -> Load:
+    """Run the load generator in its own process and return what it measured."""
+    import resource
+
+    command = [sys.executable, "-m", "snakes_web.bench", "--role", "client", "--port", str(port),
+               "--image", str(image), "--concurrency", str(args.concurrency),
+               "--warmup", str(args.warmup), "--duration", str(args.duration)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts children once they are waited for
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=args.duration * 10 + 300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = Load(**json.loads(out.stdout))
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load.client_cpu_ms = used * 1000 / max(1, load.total)
+    return load
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def machine() -> str:
+    """Describe the machine: CPU, cores, memory, load, versions."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    from .sizing import available_cores, available_memory_mb
+
+    versions = []
+    for package in ("onnxruntime", "torch", "fastai", "pillow", "numpy", "gunicorn", "flask"):
+        try:
+            from importlib.metadata import version
+
+            versions.append(f"{package} {version(package)}")
+        except Exception:  # noqa: BLE001 - a package that is not installed is just not listed
+            pass
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return (f"{cpu}; {available_cores()} usable cores ({os.cpu_count()} online); "
+            f"{available_memory_mb()} MB available; {platform.system()} {platform.release()}; "
+            f"Python {platform.python_version()}; {', '.join(versions)}; load average before the run: {load}")
+
+
+def table(scenarios: list[Scenario], labels: Sequence[str]) -> str:
+    """Render the results as a Markdown table with ratios against the first scenario."""
+    base = scenarios[0]
+    lines = ["| scenario | image | images/s | × learn.predict | p50 ms | p99 ms | CPU ms/image | CPU × | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for scenario in scenarios:
+        for label in labels:
+            load, reference = scenario.loads[label], base.loads[label]
+            ratio = load.rate / reference.rate if reference.rate else float("nan")
+            saving = reference.cpu_ms_per_image / load.cpu_ms_per_image if load.cpu_ms_per_image else float("nan")
+            lines.append(f"| {scenario.name} | {label} | {load.rate:.1f} | {ratio:.2f}× | "
+                         f"{load.percentile(50):.0f} | {load.percentile(99):.0f} | {load.cpu_ms_per_image:.1f} | "
+                         f"{saving:.2f}× | {load.errors} |")
+    lines += ["", "| scenario | set-up | RSS per worker (MB) | process start → first answer (s) "
+                  "| load generator CPU ms/request |",
+              "|---|---|---|---:|---:|"]
+    for scenario in scenarios:
+        rss = ", ".join(f"{value:.0f}" for value in scenario.rss_mb)
+        client_ms = [load.client_cpu_ms for load in scenario.loads.values() if not math.isnan(load.client_cpu_ms)]
+        client = f"{statistics.mean(client_ms):.1f}" if client_ms else "—"
+        lines.append(f"| {scenario.name} | {scenario.note} | {rss} | {scenario.start_to_first_answer_s:.2f} "
+                     f"| {client} |")
+    return "\n".join(lines)
+
+
+def report(scenarios: list[Scenario], labels: Sequence[str], args: argparse.Namespace, about: str,
+           extra: str) -> str:
+    """Return the whole docs/benchmarks.md text."""
+    command = "snakes-web bench " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["bench"] else sys.argv[1:])
+    return f"""# Benchmarks
+
+Written by `snakes-web bench` (`make bench`) on {time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}.
+Command: `{command.strip()}`
+
+**Machine:** {about}
+
+**Method.** One run, the same model (`{args.model.name}` and its ONNX conversion) and the same
+generated images ({", ".join(labels)}). (1) `learn.predict(raw_bytes)` in one process, one image
+after another, torch's default threads: the baseline every fastai tutorial serves with. (2), (3)
+(and (4), the int8 export, with `--int8`): our gunicorn (`gunicorn.conf.py`, sync workers sized from
+the cores and memory) on loopback, loaded by a separate client process keeping {args.concurrency}
+requests in flight, each a multipart upload to `/api/v1/predict` on a new connection. Every
+measurement: {args.warmup:g} s warm-up, then {args.duration:g} s counted. Ratios are against (1) on
+the same image, in this run.
+*CPU ms/image* is the CPU time (user + system, every thread) the serving processes spent per image —
+for the servers the gunicorn master and workers, warm-up included; *CPU ×* is (1)'s CPU per image
+over this row's. On a machine shared with other work, images/s and latencies move with the
+neighbours' load; CPU per image moves much less, so *CPU ×* is the steadier comparison. Analysis
+and profiles: [performance.md](performance.md).
+The load generator runs on the same cores; its CPU per request (its start-up included) is in the last column.
+RSS is per worker after the load; start → first answer is from launching the process to the first
+200 answer (for (1): to the first `learn.predict` result).
+
+{table(scenarios, labels)}
+{extra}"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bench (or, with ``--role``, one of its helper processes)."""
+    parser = argparse.ArgumentParser(prog="snakes-web bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def default_config() -> Path:
+    """Return the project's gunicorn.conf.py: in the working directory, else beside the package."""
+    here = Path("gunicorn.conf.py")
+    return here.resolve() if here.is_file() else ROOT / "gunicorn.conf.py"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the bench's options (shared by `snakes-web bench` and `python -m snakes_web.bench`)."""
+    parser.add_argument("--model", type=Path, default=Path("models/export.pkl"), help="the fastai export.pkl")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per scenario and image")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each")
+    parser.add_argument("--concurrency", type=int, default=4, help="requests the client keeps in flight")
+    parser.add_argument("--workers", type=int, default=0, help="gunicorn workers (0: the config's sizing)")
+    parser.add_argument("--config", type=Path, default=default_config(), help="gunicorn config file")
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="where to write the table")
+    parser.add_argument("--smoke", action="store_true", help="tiny images, 0.3 s per measurement: checks it runs")
+    parser.add_argument("--int8", action="store_true", help="also measure an int8 export and its accuracy vs fp32")
+    parser.add_argument("--role", choices=["bench", "baseline", "client"], default="bench", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--images", help=argparse.SUPPRESS)
+    parser.add_argument("--launched", type=float, default=0.0, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch on the role: the bench itself, or one of its helper processes."""
+    if args.role == "client":
+        load = drive("127.0.0.1", args.port, args.image, args.concurrency, args.warmup, args.duration)
+        print(json.dumps(load.__dict__))
+        return 0
+    if args.role == "baseline":
+        images = {label: Path(path) for label, path in json.loads(args.images).items()}
+        print(json.dumps(baseline(args.model, images, args.warmup, args.duration, args.launched)))
+        return 0
+    return bench(args)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run the three scenarios and write the report."""
+    if args.smoke:
+        args.duration, args.warmup = 0.3, 0.1
+    about = machine()
+    with tempfile.TemporaryDirectory(prefix="snakes-bench-") as scratch:
+        work = Path(scratch)
+        images = write_images(work / "images", scale=0.25 if args.smoke else 1.0)
+        labels = list(images)
+        onnx_model = work / "model.onnx"
+        print(f"converting {args.model} to ONNX ...", flush=True)
+        subprocess.run([sys.executable, "-m", "snakes_web", "export-onnx", str(args.model), str(onnx_model)],
+                       check=True, stdout=subprocess.DEVNULL)
+        print("(1) learn.predict in process ...", flush=True)
+        launched = time.time()
+        out = subprocess.run([sys.executable, "-m", "snakes_web.bench", "--role", "baseline", "--model",
+                              str(args.model), "--images", json.dumps({k: str(v) for k, v in images.items()}),
+                              "--warmup", str(args.warmup), "--duration", str(args.duration),
+                              "--launched", str(launched)], capture_output=True, text=True, check=True)
+        raw = json.loads(out.stdout)
+        first = Scenario("(1) learn.predict, in process", {k: Load(**v) for k, v in raw["loads"].items()},
+                         raw["rss_mb"], raw["start_to_first_answer_s"], f"1 process × {torch_threads()} threads")
+        scenarios = [first]
+        servers = [("(2) fastai backend, HTTP", args.model), ("(3) ONNX backend, HTTP", onnx_model)]
+        extra = ""
+        if args.int8:
+            int8_model = work / "model-int8.onnx"
+            print("quantizing to int8 ...", flush=True)
+            subprocess.run([sys.executable, "-m", "snakes_web", "export-onnx", "--int8", str(args.model),
+                            str(int8_model)], check=True, stdout=subprocess.DEVNULL)
+            servers.append(("(4) ONNX int8, HTTP", int8_model))
+            extra = int8_accuracy(onnx_model, int8_model, images)
+        for index, (name, model) in enumerate(servers):
+            print(f"{name} ...", flush=True)
+            scenarios.append(serve(name, model, images, args, work / f"server-{index}.log"))
+    text = report(scenarios, labels, args, about, extra=extra)
+    print(table(scenarios, labels))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def int8_accuracy(fp32: Path, int8: Path, images: dict[str, Path]) -> str:
+    """Compare the int8 model with fp32 on the bench images and the repository's test photos."""
+    from .images import load_image
+    from .onnx_backend import OnnxPredictor
+
+    reference, quantized = OnnxPredictor(fp32, threads=1), OnnxPredictor(int8, threads=1)
+    photos = {path.name: path for path in sorted((ROOT / "tests" / "data").glob("*.jpg"))}
+    rows = ["", "**int8 against fp32** (same preprocessing; top-1, the top-3 in order, and the largest "
+            "probability difference over all classes):", "",
+            "| image | fp32 top-1 | int8 top-1 | same top-1 | same top-3 | max abs Δp |",
+            "|---|---|---|---|---|---:|"]
+    for label, path in {**photos, **images}.items():
+        image = load_image(path.read_bytes(), 100_000_000)
+        ours, theirs = ({p.label: p.probability for p in model.predict(image)} for model in (quantized, reference))
+        top = [max(d, key=d.__getitem__) for d in (theirs, ours)]
+        species = [top3(d) for d in (theirs, ours)]
+        delta = max(abs(ours[k] - theirs[k]) for k in ours)
+        rows.append(f"| {label} | {top[0]} | {top[1]} | {'yes' if top[0] == top[1] else 'NO'} | "
+                    f"{'yes' if species[0] == species[1] else 'no'} | {delta:.5f} |")
+    return "\n".join(rows) + "\n"
+
+
+def top3(probabilities: dict[str, float]) -> list[str]:
+    """Return the three likeliest labels, most likely first."""
+    return sorted(probabilities, key=probabilities.__getitem__, reverse=True)[:3]
+
+
+def torch_threads() -> int:
+    """Return the intra-op threads torch uses by default here: one per core."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

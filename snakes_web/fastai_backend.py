@@ -1,0 +1,119 @@
+"""The fastai backend: serve an ``export.pkl`` with ``load_learner`` on the CPU (needs torch and fastai)."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .exceptions import ModelLoadError
+from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
+from .quiet import quiet
+
+
+class FastaiPredictor:
+    """Serve a fastai ``export.pkl`` with ``Learner.predict`` on the CPU."""
+
+    backend = "fastai"
+
+    def __init__(self, path: Path, name: str = "", threads: int = 0) -> None:
+        import torch
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        self._learner = load_learner_quietly(path)
+        self._lock = threading.Lock()  # Learner.predict keeps state on the learner
+        self.labels = [str(label) for label in self._learner.dls.vocab]
+        self.name = name or getattr(self._learner.model, "model_name", "") or path.stem
+        self.input_size = _input_size(self._learner)
+        self.min_side = _min_side(self._learner)
+
+    def predict(self, image: Image.Image) -> list[Prediction]:
+        """Run ``Learner.predict`` on an RGB image."""
+        import torch
+
+        with quiet():
+            from fastai.vision.core import PILImage
+        item = PILImage.create(image if image.mode == "RGB" else image.convert("RGB"))
+        with self._lock, torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
+            _, _, probabilities = self._learner.predict(item)
+        return ranked(self.labels, probabilities.tolist())
+
+    def describe(self) -> dict[str, Any]:
+        """Return the model's name, backend, input size and labels."""
+        return {"name": self.name, "backend": self.backend, "input_size": self.input_size,
+                "labels": len(self.labels), "vocab": list(self.labels)}
+
+
+def load_learner_quietly(path: Path) -> Any:
+    """Load a fastai export, turning every way it can fail into one clear ``ModelLoadError``."""
+    with quiet():
+        from fastai.callback.progress import ProgressCallback
+        from fastai.learner import load_learner
+
+    check_model_file(path)
+    try:
+        with quiet():  # fastai warns on every load that pickles run code; we load only our file
+            learner = load_learner(path, cpu=True)
+    except UnboundLocalError:
+        # fastai 2.8 swallows an ImportError inside load_learner and then trips on this.
+        raise ModelLoadError(
+            f"{path} needs the module {_missing_module(path)!r}, which is not importable here; "
+            f"install what the model was trained with, or point {MODEL_SETTING} at another model."
+        ) from None
+    except AttributeError as exc:
+        if not str(exc).startswith("Custom classes"):  # fastai's wording for an unpickling failure
+            raise ModelLoadError(f"{path} is not a fastai Learner export; check {MODEL_SETTING}.") from None
+        cause = str(exc).splitlines()[-1].strip()  # fastai's preamble, then pickle's own words
+        raise ModelLoadError(
+            f"{path} refers to a function or class that is not importable here ({cause}); "
+            f"define it in an importable module before loading, or set {MODEL_SETTING}."
+        ) from None
+    except Exception as exc:  # a pickle can fail in any way; say which file and which setting
+        raise ModelLoadError(
+            f"{path} is not a loadable fastai export ({type(exc).__name__}); check {MODEL_SETTING}."
+        ) from None
+    if not hasattr(learner, "dls") or not hasattr(learner.dls, "vocab"):
+        raise ModelLoadError(f"{path} is not a fastai classifier export (it has no vocab); check {MODEL_SETTING}.")
+    if any(isinstance(cb, ProgressCallback) for cb in learner.cbs):
+        learner.remove_cb(ProgressCallback)  # it prints a bar on every predict
+    learner.model.eval()
+    return learner
+
+
+def _missing_module(path: Path) -> str:
+    """Unpickle ``path`` again, without fastai in the way, to learn which import fails."""
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except ImportError as exc:
+        return exc.name or str(exc)
+    except Exception:  # noqa: BLE001 - any other failure: we only wanted the import error
+        pass
+    return "(unknown)"
+
+
+def _input_size(learner: Any) -> list[int] | None:
+    """Return the [height, width] the item transforms produce, when they say."""
+    size = None
+    for tfm in learner.dls.after_item.fs:
+        tfm_size = getattr(tfm, "size", None)
+        if tfm_size is not None:
+            width_height = tfm_size if hasattr(tfm_size, "__len__") else (tfm_size, tfm_size)
+            size = [int(width_height[1]), int(width_height[0])]  # fastai keeps (width, height)
+    return size
+
+
+def _min_side(learner: Any) -> int | None:
+    """Return the shorter image side the item transforms need without upsampling (None: unknown)."""
+    from .onnx_export import UnsupportedExport, preprocessing_of
+
+    try:
+        steps = preprocessing_of(learner)["steps"]
+    except UnsupportedExport:
+        return None
+    from .transforms import needed_side
+
+    return needed_side(steps)

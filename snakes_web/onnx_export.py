@@ -1,0 +1,232 @@
+"""fastai export → one ONNX file: the network (dynamic batch) plus everything predicting needs.
+
+Needs torch, fastai, onnx and onnxscript (the ``fastai`` extra); serving the result needs none of them.
+What fastai does at prediction time (``Learner.predict`` → ``test_dl`` → ``get_preds``) is read from
+the learner and written into the file's ``metadata_props``:
+
+- the item transforms of the validation split (``Resize``, ``CropPad``, ``RandomCrop``,
+  ``RandomResizedCrop``), as the steps ``snakes_web.transforms`` runs in Pillow;
+- the batch transforms ``IntToFloatTensor`` (the divisor) and ``Normalize`` (mean and std);
+- the loss function's activation (softmax, sigmoid or none), which ``get_preds`` applies;
+- the vocab, the input size and the model's name.
+
+Anything else that would run at prediction time is refused with one line naming it.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .onnx_backend import METADATA_FORMAT  # the layout the backend reads; no torch there
+from .quiet import quiet
+from .transforms import PAD_MODES, RESIZE_METHODS
+
+_RESAMPLE_NAMES = {0: "nearest", 4: "box", 2: "bilinear", 5: "hamming", 3: "bicubic", 1: "lanczos"}
+
+
+class UnsupportedExport(ValueError):
+    """The fastai export uses something the ONNX path cannot reproduce."""
+
+
+def preprocessing_of(learner: Any) -> dict[str, Any]:
+    """Describe the learner's prediction-time preprocessing as plain data, or raise ``UnsupportedExport``."""
+    steps: list[dict[str, Any]] = []
+    for tfm in learner.dls.after_item.fs:
+        steps.extend(_item_steps(tfm))
+    div, mean, std = 0.0, None, None
+    for tfm in learner.dls.after_batch.fs:
+        name = type(tfm).__name__
+        if name == "IntToFloatTensor":
+            div = float(tfm.div or 0.0)
+        elif name == "Normalize":
+            if tfm.mean is None or tfm.std is None:
+                raise UnsupportedExport("Normalize has no mean and std (its statistics were never computed)")
+            mean, std = _flat(tfm.mean), _flat(tfm.std)
+        elif _is_a(tfm, "AffineCoordTfm") and getattr(tfm, "size", None) is None:
+            continue  # aug_transforms' flips, rotations, zooms: the identity on the validation split
+        elif getattr(tfm, "split_idx", None) != 0:  # split_idx 0: training only, skipped by predict
+            raise UnsupportedExport(f"the batch transform {name} runs at prediction time and has no ONNX "
+                                    f"equivalent here")
+    if not steps:
+        raise UnsupportedExport("the export has no Resize item transform, so its input size is unknown")
+    return {"steps": steps, "div": div, "mean": mean, "std": std, "input_size": list(steps[-1]["size"])}
+
+
+def _is_a(tfm: Any, class_name: str) -> bool:
+    """Tell whether ``tfm`` is an instance of a fastai class, by name (fastai is not imported here)."""
+    return any(cls.__name__ == class_name for cls in type(tfm).__mro__)
+
+
+def _item_steps(tfm: Any) -> list[dict[str, Any]]:
+    """Translate one item transform into preprocessing steps (none for tensor conversion)."""
+    name = type(tfm).__name__
+    if name == "ToTensor" or getattr(tfm, "split_idx", None) == 0:
+        return []
+    if name == "Resize":
+        if str(tfm.method) not in RESIZE_METHODS or str(tfm.pad_mode) not in PAD_MODES:
+            raise UnsupportedExport(f"Resize(method={tfm.method!r}, pad_mode={tfm.pad_mode!r}) is not supported")
+        return [{"op": "resize", "size": _height_width(tfm.size), "method": str(tfm.method),
+                 "pad_mode": str(tfm.pad_mode), "resample": _resample(tfm.mode)}]
+    if name == "CropPad":
+        if str(tfm.pad_mode) not in PAD_MODES:
+            raise UnsupportedExport(f"CropPad(pad_mode={tfm.pad_mode!r}) is not supported")
+        return [{"op": "crop_pad", "size": _height_width(tfm.size), "pad_mode": str(tfm.pad_mode)}]
+    if name == "RandomCrop":  # validation: a centred crop, zero padding where the image is smaller
+        return [{"op": "crop_pad", "size": _height_width(tfm.size), "pad_mode": "zeros"}]
+    if name == "RandomResizedCrop":  # validation: squish to size + extra, then centre crop to size
+        width, height = (int(v) for v in tfm.size[:2])
+        extra = math.ceil(max(width, height) * tfm.val_xtra / 8) * 8
+        steps = [{"op": "resize", "size": [height + extra, width + extra], "method": "squish",
+                  "pad_mode": "zeros", "resample": _resample(tfm.mode)}]
+        if extra:
+            steps.append({"op": "crop_pad", "size": [height, width], "pad_mode": "zeros"})
+        return steps
+    raise UnsupportedExport(f"the item transform {name} runs at prediction time and has no ONNX equivalent here")
+
+
+def _height_width(size: Any) -> list[int]:
+    """fastai keeps sizes as (width, height); metadata says [height, width] like ``Resize(size)``."""
+    return [int(size[1]), int(size[0])]
+
+
+def _resample(mode: Any) -> str:
+    """Name a Pillow resampling filter."""
+    try:
+        return _RESAMPLE_NAMES[int(mode)]
+    except (KeyError, TypeError, ValueError):
+        raise UnsupportedExport(f"the resampling filter {mode!r} is not one Pillow names") from None
+
+
+def _flat(values: Any) -> list[float]:
+    """Turn a broadcastable stats tensor into a plain list of floats."""
+    return [float(v) for v in values.detach().cpu().reshape(-1).tolist()]
+
+
+def activation_of(learner: Any, classes: int) -> str:
+    """Name what ``get_preds`` applies to the model's output: "softmax", "sigmoid" or "none"."""
+    import torch
+
+    activation = getattr(learner.loss_func, "activation", None)
+    if activation is None:
+        return "none"
+    probe = torch.linspace(-3.0, 2.5, 2 * classes).reshape(2, classes)
+    out = activation(probe.clone())
+    candidates = {"softmax": torch.softmax(probe, dim=-1), "sigmoid": torch.sigmoid(probe), "none": probe}
+    for name, expected in candidates.items():
+        if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.allclose(out, expected, atol=1e-6):
+            return name
+    raise UnsupportedExport(f"the loss function's activation ({type(learner.loss_func).__name__}) is not softmax, "
+                            f"sigmoid or none")
+
+
+def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18) -> dict[str, str]:
+    """Convert the fastai export at ``source`` into ``destination`` (.onnx); return its metadata."""
+    import torch
+
+    from .fastai_backend import load_learner_quietly
+
+    learner = load_learner_quietly(Path(source))
+    vocab = [str(label) for label in learner.dls.vocab]
+    if getattr(learner.dls, "n_inp", 1) != 1:
+        raise UnsupportedExport(f"the export takes {learner.dls.n_inp} inputs; only one image is supported")
+    prep = preprocessing_of(learner)
+    metadata = {
+        "snakes_web.format": METADATA_FORMAT,
+        "model_name": name or getattr(learner.model, "model_name", "") or Path(source).stem,
+        "vocab": json.dumps(vocab),
+        "input_size": json.dumps(prep["input_size"]),
+        "image_mode": "RGB",  # fastai's PILImage; a greyscale network fails the check below
+        "preprocess": json.dumps(prep["steps"]),
+        "div": json.dumps(prep["div"]),
+        "mean": json.dumps(prep["mean"]),
+        "std": json.dumps(prep["std"]),
+        "activation": activation_of(learner, len(vocab)),
+    }
+    height, width = prep["input_size"]
+    example = torch.zeros(2, 3, height, width)
+    model = learner.model.eval().float().cpu()
+    try:
+        with torch.inference_mode():
+            classes = model(example).shape
+    except Exception as exc:  # noqa: BLE001 - e.g. a network that does not take 3-channel images
+        raise UnsupportedExport(f"the network fails on a batch of RGB images of {height}×{width} "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if tuple(classes) != (2, len(vocab)):
+        raise UnsupportedExport(f"the network outputs shape {tuple(classes)[1:]} per image, not one score per "
+                                f"label ({len(vocab)})")
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
+        partial = Path(scratch) / destination.name
+        _torch_to_onnx(model, example, partial, opset)
+        _write_metadata(partial, metadata)
+        partial.replace(destination)
+    return metadata
+
+
+def _torch_to_onnx(model: Any, example: Any, path: Path, opset: int) -> None:
+    """Export with torch's ``torch.export``-based exporter (the TorchScript one is deprecated), batch dynamic."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    try:
+        with quiet():  # the exporter reports its progress on stdout
+            program = torch.onnx.export(model, (example,), input_names=["input"], output_names=["output"],
+                                        dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
+                                        external_data=False, verbose=False)
+            assert program is not None  # dynamo=True always returns a program
+            program.save(str(path), external_data=False)
+    except Exception as exc:  # noqa: BLE001 - torch.export fails in many ways; say which, in one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnsupportedExport(f"torch could not export the network to ONNX ({type(exc).__name__}: {first})") \
+            from None
+
+
+def _write_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Store ``metadata`` in the ONNX file's ``metadata_props`` (one file, no sidecar)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+
+
+def quantize_int8(fp32: Path, destination: Path, calibration: list[Any]) -> dict[str, str]:
+    """Write an int8 copy of ``fp32`` (static, QDQ, per-channel weights), calibrated on PIL images.
+
+    The calibration images go through the model's own preprocessing; the user's own photos
+    calibrate best. Same metadata, plus a ``quantization`` entry saying how it was made.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .onnx_backend import OnnxPredictor
+
+    predictor = OnnxPredictor(Path(fp32), threads=1)
+    batches = iter([{predictor.input_name: predictor.prepare(image)} for image in calibration])
+
+    class Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime has no type stubs
+        """Feed the preprocessed calibration images one by one."""
+
+        def get_next(self) -> dict[str, Any] | None:
+            """Return the next batch, or None when done."""
+            return next(batches, None)
+
+    destination = Path(destination)
+    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch, quiet():
+        prepared, partial = Path(scratch) / "prepared.onnx", Path(scratch) / destination.name
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(partial), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        metadata = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+        metadata["quantization"] = f"int8 static QDQ, per-channel weights, calibrated on {len(calibration)} images"
+        _write_metadata(partial, metadata)
+        partial.replace(destination)
+    return metadata

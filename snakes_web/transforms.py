@@ -1,0 +1,132 @@
+"""fastai's prediction-time image transforms, redone in Pillow and NumPy (no torch, no fastai).
+
+A model's preprocessing is a list of steps, stored as JSON in its ONNX file by ``onnx_export``:
+
+- ``{"op": "resize", "size": [h, w], "method": "crop"|"squish"|"pad", "pad_mode": ..., "resample": ...}``
+  is fastai's ``Resize`` on the validation split (centred crop or pad, then one resize);
+- ``{"op": "crop_pad", "size": [h, w], "pad_mode": ...}`` is fastai's ``CropPad`` (centred).
+
+Each step follows ``fastai.vision.augment`` (``Resize.encodes``, ``CropPad.encodes``,
+``Image._do_crop_pad``) operation by operation, on the same Pillow calls, so the pixels are the same.
+Then ``to_input`` scales and normalises like ``IntToFloatTensor`` and ``Normalize``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps
+
+#: fastai's PadMode names and the NumPy pad mode torchvision uses for each (zeros is a constant 0 border).
+PAD_MODES = {"zeros": "constant", "border": "edge", "reflection": "reflect"}
+RESIZE_METHODS = ("crop", "squish", "pad")
+RESAMPLES = {"nearest": Image.Resampling.NEAREST, "box": Image.Resampling.BOX,
+             "bilinear": Image.Resampling.BILINEAR, "hamming": Image.Resampling.HAMMING,
+             "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+
+Step = Mapping[str, Any]
+
+
+def apply_steps(image: Image.Image, steps: Sequence[Step]) -> Image.Image:
+    """Run the item transforms on a PIL image, as fastai does on the validation split."""
+    index = 0
+    while index < len(steps):
+        step = steps[index]
+        height, width = step["size"]
+        if step["op"] == "resize":
+            crop = _centre_crop_after(step, steps[index + 1] if index + 1 < len(steps) else None)
+            image = _resize(image, (width, height), step["method"], step["pad_mode"], RESAMPLES[step["resample"]],
+                            crop)
+            index += 2 if crop else 1
+            continue
+        if step["op"] == "crop_pad":
+            w, h = image.size
+            image = _crop_pad(image, (width, height), ((w - width) // 2, (h - height) // 2), step["pad_mode"])
+        else:
+            raise ValueError(f"unknown preprocessing step {step['op']!r}")
+        index += 1
+    return image
+
+
+def _centre_crop_after(resize: Step, following: Step | None) -> tuple[int, int] | None:
+    """Return (width, height) when the next step only crops the resized image (fused into the resize)."""
+    if following is None or following["op"] != "crop_pad":
+        return None
+    (height, width), (crop_h, crop_w) = resize["size"], following["size"]
+    return (crop_w, crop_h) if crop_w <= width and crop_h <= height else None
+
+
+def to_input(image: Image.Image, div: float, mean: Sequence[float] | None,
+             std: Sequence[float] | None) -> np.ndarray:
+    """Return a 1×C×H×W float32 batch: divided by ``div``, then normalised with ``mean``/``std``."""
+    pixels = np.asarray(image, dtype=np.float32)
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if div:
+        pixels /= np.float32(div)  # the same float32 operations, in the same order, as fastai
+    if mean is not None and std is not None:
+        pixels -= np.asarray(mean, dtype=np.float32)
+        pixels /= np.asarray(std, dtype=np.float32)
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])
+
+
+def needed_side(steps: Sequence[Step]) -> int | None:
+    """Return the shorter side an image needs so the first resize never upsamples (None: no resize first)."""
+    if not steps or steps[0]["op"] != "resize":
+        return None  # a crop before any resize depends on the full resolution: no draft decoding
+    return int(max(steps[0]["size"]))
+
+
+def _resize(image: Image.Image, size: tuple[int, int], method: str, pad_mode: str,
+            resample: Image.Resampling, crop: tuple[int, int] | None = None) -> Image.Image:
+    """fastai ``Resize.encodes`` with the validation split's centred crop or pad (then ``crop``, centred)."""
+    if method == "squish":
+        return _crop_pad(image, image.size, (0, 0), pad_mode, resize_to=size, resample=resample, crop=crop)
+    w, h = image.size
+    ratio_w, ratio_h = w / size[0], h / size[1]
+    keep_w = ratio_w < ratio_h if method == "crop" else ratio_w > ratio_h
+    m = ratio_w if keep_w else ratio_h
+    crop_size = (int(m * size[0]), int(m * size[1]))
+    top_left = (int(0.5 * (w - crop_size[0])), int(0.5 * (h - crop_size[1])))
+    return _crop_pad(image, crop_size, top_left, pad_mode, resize_to=size, resample=resample, crop=crop)
+
+
+def _crop_pad(image: Image.Image, size: tuple[int, int], top_left: tuple[int, int], pad_mode: str,
+              resize_to: tuple[int, int] | None = None,
+              resample: Image.Resampling = Image.Resampling.BILINEAR,
+              crop: tuple[int, int] | None = None) -> Image.Image:
+    """fastai ``Image._do_crop_pad``: crop what lies inside, pad what lies outside, then resize.
+
+    With ``crop`` (a centred crop of the resized image, i.e. fastai's next ``CropPad``), the resize
+    computes only the pixels that survive the crop: Pillow's ``box`` keeps the filter weights and
+    edge clamping of the full resize, so the pixels are the same, ~20% faster.
+    """
+    (w, h), (sw, sh), (left, top) = image.size, size, top_left
+    if left >= 0 or top >= 0 or left + sw <= w or top + sh <= h:
+        box = (max(left, 0), max(top, 0), min(left + sw, w), min(top + sh, h))
+        if box != (0, 0, w, h):  # cropping to the whole image is a copy; skip it
+            image = image.crop(box)
+    if left < 0 or top < 0 or left + sw >= w or top + sh >= h:
+        border = (max(-left, 0), max(-top, 0), max(sw - w + left, 0), max(sh - h + top, 0))
+        if any(border):
+            image = _pad(image, border, pad_mode)
+    if resize_to is not None and crop is not None:
+        (tw, th), (cw, ch) = resize_to, crop
+        left, top = (tw - cw) // 2, (th - ch) // 2
+        sx, sy = image.width / tw, image.height / th
+        image = image.resize(crop, resample, box=(left * sx, top * sy, (left + cw) * sx, (top + ch) * sy))
+    elif resize_to is not None:
+        image = image.resize(resize_to, resample)
+    return image
+
+
+def _pad(image: Image.Image, border: tuple[int, int, int, int], pad_mode: str) -> Image.Image:
+    """Pad (left, top, right, bottom) as torchvision's ``pad`` does on a PIL image."""
+    mode = PAD_MODES[pad_mode]
+    if mode == "constant":
+        return ImageOps.expand(image, border=border, fill=0)
+    left, top, right, bottom = border
+    pixels = np.asarray(image)
+    widths = ((top, bottom), (left, right), *(((0, 0),) if pixels.ndim == 3 else ()))
+    return Image.fromarray(np.pad(pixels, widths, mode=mode))  # type: ignore[call-overload]
