@@ -5,9 +5,11 @@ no JavaScript, no CDN and no second copy of the description, and it reads the sa
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, render_template
+from markupsafe import Markup, escape
 
 from . import __version__
 from .images import ACCEPTED_WORDS
@@ -208,7 +210,13 @@ def openapi_json() -> dict[str, Any]:
 def reference() -> str:
     """Render the OpenAPI document as a readable page."""
     doc = document()
-    return render_template("api_docs.html", doc=doc, resolve=lambda node: resolve(doc, node), type_of=type_of)
+    return render_template("api_docs.html", doc=doc, resolve=lambda node: resolve(doc, node), type_of=type_of,
+                           prose=prose)
+
+
+def prose(text: str) -> Markup:
+    """Escape ``text`` and show its `backticked` parts as code, as the document's Markdown means."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
 
 
 def resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
