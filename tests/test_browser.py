@@ -129,7 +129,8 @@ def test_an_image_url_pasted_on_the_page_is_fetched_and_classified(page: Any, si
                                             headers={"Content-Type": "image/png"})
         page.goto(base)
         page.evaluate("""(url) => { const t = new DataTransfer(); t.setData('text/plain', url);
-                         document.body.dispatchEvent(new ClipboardEvent('paste', {clipboardData: t, bubbles: true})); }""",
+                         document.body.dispatchEvent(
+                           new ClipboardEvent('paste', {clipboardData: t, bubbles: true})); }""",
                       images.url("/snake.png"))
         assert result_heading(page).startswith("Green")
         assert page.input_value("#url") == images.url("/snake.png")
