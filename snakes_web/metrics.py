@@ -26,8 +26,9 @@ bp = Blueprint("metrics", __name__)
 class Metrics:
     """The app's metric families, registered on its own registry."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, multiprocess_dir: str = "") -> None:
         self.registry = registry
+        self.multiprocess_dir = multiprocess_dir  # where all workers' samples are, under gunicorn
         self.requests = Counter(
             "snakes_http_requests", "HTTP requests answered, by route, method and status.",
             ["endpoint", "method", "status"], registry=registry)
@@ -43,16 +44,12 @@ class Metrics:
             registry=registry, multiprocess_mode="liveall")
 
 
-def multiprocess() -> bool:
-    """Tell whether samples go to the shared folder of a multi-worker server."""
-    return bool(os.environ.get(MULTIPROC_ENV))
-
-
 def register_metrics(app: Flask) -> None:
     """Count and time every request, time model loads, and serve /metrics."""
     from .predictor import holder_of
 
-    metrics = Metrics(CollectorRegistry(auto_describe=True))
+    # Decided once, like prometheus_client itself decides where samples go when it is imported.
+    metrics = Metrics(CollectorRegistry(auto_describe=True), os.environ.get(MULTIPROC_ENV, ""))
     app.extensions[EXTENSION_KEY] = metrics
     holder_of(app).on_load.append(metrics.load.set)
 
@@ -85,11 +82,11 @@ def timed_inference(app: Any) -> Iterator[None]:
 @bp.get("/metrics")
 def scrape() -> Response:
     """Expose every metric in Prometheus' text format, summed over workers under gunicorn."""
-    if multiprocess():
-        from prometheus_client import multiprocess as mp
+    metrics: Metrics = current_app.extensions[EXTENSION_KEY]
+    registry = metrics.registry
+    if metrics.multiprocess_dir:
+        from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        mp.MultiProcessCollector(registry)
-    else:
-        registry = current_app.extensions[EXTENSION_KEY].registry
+        multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)
     return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

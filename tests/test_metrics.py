@@ -162,11 +162,14 @@ def test_gunicorn_gives_workers_a_fresh_metrics_folder_and_removes_it_after(monk
     monkeypatch.setenv("SNAKES_TORCH_THREADS", "1")
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # reading the config alone changes nothing
-    conf["_prepare_metrics_dir"](_Server())
-    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    assert folder.is_dir() and not any(folder.iterdir())
-    conf["on_exit"](_Server())
-    assert not folder.exists()
+    try:
+        conf["_prepare_metrics_dir"](_Server())
+        folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert folder.is_dir() and not any(folder.iterdir())
+        conf["on_exit"](_Server())
+        assert not folder.exists()
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the hook sets it for real, as gunicorn needs
 
 
 def test_a_dead_workers_live_gauges_are_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
