@@ -101,6 +101,15 @@ def test_a_photo_picked_with_the_file_chooser_is_classified_in_place(page: Any, 
     assert page.get_attribute("#outcome", "aria-live") == "polite"
 
 
+def test_an_unsure_answer_says_so_in_words(page: Any, site: Any) -> None:
+    base, _ = site
+    page.goto(base)
+    page.set_input_files("#file", files=[{"name": "grey.png", "mimeType": "image/png",
+                                          "buffer": image_bytes(colour=(120, 120, 120))}])
+    result_heading(page)
+    assert page.inner_text(".note").startswith("The model is unsure about this one: no class reached 50%.")
+
+
 def test_a_photo_dropped_anywhere_on_the_page_is_classified(page: Any, site: Any) -> None:
     base, _ = site
     page.goto(base)

@@ -24,6 +24,7 @@
   var chosen = null; // the File to send; null means "send the URL"
   var previewUrl = null;
   var inFlight = null;
+  var latest = 0;
 
   document.documentElement.classList.add("js");
   Array.prototype.forEach.call(document.querySelectorAll(".js-only"), function (el) { el.hidden = false; });
@@ -140,12 +141,17 @@
       return;
     }
     if (inFlight) { inFlight.abort(); }
+    var ticket = ++latest; // a newer photo makes every older answer moot
     hideProblem();
     var pending = showPending(chosen, url);
     var request = chosen
-      ? shrink(chosen).then(function (file) { return upload(file, pending); })
+      ? shrink(chosen).then(function (file) {
+          if (ticket !== latest) { throw "aborted"; }
+          return upload(file, pending);
+        })
       : send(JSON.stringify({ url: url }), "application/json", pending);
     request.then(function (answer) {
+      if (ticket !== latest) { return; }
       if (answer.ok) {
         showResult(answer.body, pending.image, url);
       } else {
@@ -153,11 +159,11 @@
         showProblem(friendly(answer.status, answer.body), answer.requestId);
       }
     }, function (reason) {
-      if (reason === "aborted") { return; }
+      if (reason === "aborted" || ticket !== latest) { return; }
       clearOutcome();
       showProblem("We could not reach the server. Check your connection and try again.", null);
     }).then(function () {
-      button.disabled = false;
+      if (ticket === latest) { button.disabled = false; }
     });
   }
 
