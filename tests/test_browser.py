@@ -197,6 +197,21 @@ def test_a_large_photo_is_downscaled_upright_before_upload(page: Any, site: Any)
     assert max(width, height) == 1600 and height > width  # smaller, and still the right way up
 
 
+def test_a_browser_that_cannot_redraw_photos_upright_sends_the_original(page: Any, site: Any) -> None:
+    base, predictor = site
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    Image.new("RGB", (2400, 1600), COLOURS["red"]).save(out, format="JPEG", quality=90, exif=exif)
+    # As in a browser whose createImageBitmap ignores EXIF: the probe fails, so nothing is redrawn.
+    page.add_init_script("window.createImageBitmap = () => Promise.reject(new Error('unsupported'));")
+    page.goto(base)
+    predictor.sizes.clear()
+    page.set_input_files("#file", files=[{"name": "big.jpg", "mimeType": "image/jpeg", "buffer": out.getvalue()}])
+    assert result_heading(page).startswith("Red")
+    assert predictor.sizes == [(1600, 2400)]  # the full-size original, turned upright by the server
+
+
 def test_a_small_photo_is_sent_as_it_is(page: Any, site: Any) -> None:
     base, predictor = site
     page.goto(base)
@@ -245,6 +260,33 @@ def test_the_keyboard_reaches_every_control_in_order(page: Any, site: Any) -> No
         reached.append(page.evaluate("document.activeElement.id || document.activeElement.tagName"))
     order = [name for name in reached if name in {"file", "url", "BUTTON"}]
     assert order[:3] == ["file", "url", "BUTTON"]
+
+
+def axe_violations(page: Any) -> list[str]:
+    """Run axe-core (WCAG rules: labels, contrast, ARIA, landmarks...) on the page as it is now."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']}: {v['help']}" for v in results.response["violations"]]
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_axe_finds_no_accessibility_violations(browser: Any, site: Any, viewport: dict[str, int]) -> None:
+    base, _ = site
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    page.goto(base)
+    assert axe_violations(page) == [], "the empty form"
+    page.set_input_files("#file", files=[{"name": "g.png", "mimeType": "image/png",
+                                          "buffer": image_bytes(colour=(120, 120, 120))}])
+    result_heading(page)
+    assert axe_violations(page) == [], "a result with the unsure note"
+    page.set_input_files("#file", files=[{"name": "x.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4"}])
+    page.locator("#problem").wait_for(state="visible")
+    assert axe_violations(page) == [], "an error"
+    page.goto(f"{base}/api/v1/docs")
+    assert axe_violations(page) == [], "the API reference"
+    context.close()
 
 
 # --- the real default model, and the screenshots of the README ---------------------------------
