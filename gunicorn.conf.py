@@ -43,8 +43,6 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     """Stop at once, with one clear line, when the model file is missing (checked without torch)."""
     from pathlib import Path
 
-    _prepare_metrics_dir(server)
-
     from snakes_web.exceptions import ModelLoadError
     from snakes_web.predictor import check_model_file
 
@@ -53,6 +51,7 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     except ModelLoadError as exc:
         server.log.error("snakes-web cannot start: %s", exc)
         sys.exit(1)
+    _prepare_metrics_dir(server)  # only once we know we start: an early exit would leave the folder behind
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]

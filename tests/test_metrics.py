@@ -187,3 +187,14 @@ def test_a_dead_workers_live_gauges_are_dropped(tmp_path: Path, monkeypatch: pyt
 
     runpy.run_path(str(ROOT / "gunicorn.conf.py"))["child_exit"](_Server(), Worker())
     assert [p.name for p in tmp_path.iterdir()] == ["counter_4242.db"]  # counts stay, totals never drop
+
+
+@pytest.mark.slow
+def test_a_refused_start_leaves_no_metrics_folder_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_gunicorn import start_gunicorn
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the config would make its folder
+    process = start_gunicorn(tmp_path / "absent.pkl", tmp_path / "log", free_port())
+    assert process.wait(timeout=60) != 0
+    assert not list(tmp_path.glob("snakes-web-metrics-*"))
