@@ -67,6 +67,7 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
         plan = plan_from_settings({**_settings, "WORKERS": server.cfg.workers}, os.environ, _backend)
         os.environ["SNAKES_TORCH_THREADS"] = str(plan.threads)  # the workers, forked later, inherit it
     server.log.info("snakes-web: %s backend, %s", _backend, plan.describe())
+    _prepare_metrics_dir(server)  # only once we know we start: an early exit would leave the folder behind
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
@@ -87,3 +88,47 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
         sys.exit(3)  # gunicorn's WORKER_BOOT_ERROR: the master stops instead of respawning forever
     worker.log.info("snakes-web: model loaded in worker %d in %.1f s", os.getpid(),
                     time.monotonic() - started)
+
+
+# --- Prometheus multiprocess mode (issue 6): workers write samples to files that /metrics adds up ---
+_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_metrics_dir_made_here: list[str] = []
+
+
+def _prepare_metrics_dir(server) -> None:  # type: ignore[no-untyped-def]
+    """Give the workers an empty metrics folder, set in the environment before any of them is forked.
+
+    prometheus_client picks its storage when it is imported, so the variable must be there first; a
+    folder left from an earlier run is emptied, or its counters would start where the last run stopped.
+    """
+    if not _settings["METRICS"]:
+        return
+    import glob
+    import tempfile
+
+    folder = os.environ.get(_METRICS_ENV) or ""
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        for stale in glob.glob(os.path.join(folder, "*.db")):
+            os.remove(stale)
+    else:
+        folder = tempfile.mkdtemp(prefix="snakes-web-metrics-")
+        _metrics_dir_made_here.append(folder)
+        os.environ[_METRICS_ENV] = folder
+    server.log.info("snakes-web: Prometheus multiprocess folder %s", folder)
+
+
+def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
+    """Drop a dead worker's live gauges (its counters stay: totals must not go backwards)."""
+    if os.environ.get(_METRICS_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:  # type: ignore[no-untyped-def]
+    """Remove the metrics folder this run made for itself."""
+    import shutil
+
+    for folder in _metrics_dir_made_here:
+        shutil.rmtree(folder, ignore_errors=True)

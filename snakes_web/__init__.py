@@ -17,7 +17,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_settings(overrides=config))
     register_limits(app)
     register_predictor(app)
+    register_metrics(app)
     register_request_ids(app)
+    register_cors(app)
     register_error_handlers(app)
     register_security_headers(app)
     register_blueprints(app)
@@ -44,6 +46,21 @@ def register_predictor(app: Flask) -> None:
     attach(app.extensions, PredictorHolder(app.config, predictor=app.config.get("PREDICTOR")))
 
 
+def register_metrics(app: Flask) -> None:
+    """Count and time requests and the model, served at /metrics (first, so it times everything)."""
+    if app.config["METRICS"]:
+        from .metrics import register_metrics as register
+
+        register(app)
+
+
+def register_cors(app: Flask) -> None:
+    """Let the configured browser origins call /api/* (after request ids, so preflights carry one)."""
+    from .cors import register_cors as register
+
+    register(app)
+
+
 def register_request_ids(app: Flask) -> None:
     """Tag every request and response with an id."""
     from .request_id import register_request_ids as register
@@ -66,9 +83,10 @@ def register_security_headers(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """Register the HTML pages, the JSON API and the health probes."""
-    from . import api, health, web
+    """Register the HTML pages, the JSON API, its OpenAPI document and the health probes."""
+    from . import api, health, openapi, web
 
     app.register_blueprint(web.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)

@@ -6,6 +6,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from .inputs import read_image
+from .metrics import timed_inference
 from .predictor import holder_of, needed_side
 from .results import parse_top, result_payload
 
@@ -18,7 +19,9 @@ def predict() -> dict[str, Any]:
     predictor = holder_of(current_app).get()
     top = parse_top(request.args.get("top"), len(predictor.labels))
     image = read_image(request, current_app.config, allow_json=True, min_side=needed_side(predictor))
-    return result_payload(predictor.predict(image), predictor.describe(), top)
+    with timed_inference(current_app):
+        predictions = predictor.predict(image)
+    return result_payload(predictions, predictor.describe(), top)
 
 
 @bp.get("/model")

@@ -6,6 +6,7 @@ then a mapping passed to ``create_app`` (tests).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,15 @@ def parse_bool(raw: str) -> bool:
     if value in {"0", "false", "no", "off", ""}:
         return False
     raise ValueError(f"expected true/false, got {raw!r}")
+
+
+def parse_origins(raw: str) -> str:
+    """Check a comma-separated list of browser origins (or ``*``); return it tidied."""
+    parts = [part.strip().rstrip("/") for part in raw.split(",") if part.strip()]
+    for part in parts:
+        if part != "*" and not re.fullmatch(r"https?://[^/\s?#]+", part):
+            raise ValueError(f"{part!r} is not an origin like https://example.org (or *)")
+    return ",".join(parts)
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Memory to size workers for, in MB; 0 means the cgroup memory limit or MemAvailable, the smaller."),
     Setting("WORKER_MEMORY_MB", 0, int,
             "Memory one worker needs, in MB, when sizing; 0 means 1300 for a fastai model, 250 for ONNX."),
+    # --- issue 6 ---
+    Setting("CORS_ORIGINS", "*", parse_origins,
+            "Origins allowed to call `/api/*` from a browser: `*` (any, without credentials) or a "
+            "comma-separated list such as `https://a.example,https://b.example`; empty turns CORS off."),
+    Setting("METRICS", True, parse_bool,
+            "Serve Prometheus metrics at `/metrics` (multiprocess-safe under gunicorn)."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).

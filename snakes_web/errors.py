@@ -53,8 +53,13 @@ def upload_too_large() -> PayloadTooLarge:
 
 def problem(error: SnakesError) -> dict[str, object]:
     """Return the RFC 9457 problem document for ``error``."""
-    return {"type": PROBLEM_TYPE + error.slug, "title": error.title, "status": error.status,
-            "detail": error.detail, "request_id": g.get("request_id", "")}
+    document: dict[str, object] = {"type": PROBLEM_TYPE + error.slug, "title": error.title,
+                                   "status": error.status, "detail": error.detail,
+                                   "request_id": g.get("request_id", "")}
+    detected = getattr(error, "detected", None)
+    if detected:
+        document["detected"] = detected  # what the file is instead, so a frontend can say it its way
+    return document
 
 
 def render_error(error: SnakesError) -> Response:

@@ -46,6 +46,10 @@ class UnsupportedMediaType(SnakesError):
 
     status, title, slug = 415, "Unsupported Media Type", "unsupported-media-type"
 
+    def __init__(self, detail: str, detected: str | None = None) -> None:
+        super().__init__(detail)
+        self.detected = detected  # the media type we recognised instead, when we did (problem field)
+
 
 class UndecodableImage(SnakesError):
     """The file says it is an image but cannot be decoded (truncated or corrupt)."""

@@ -13,7 +13,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .errors import upload_too_large
 from .exceptions import BadRequest, UnsupportedMediaType
 from .fetch import FetchLimits, fetch_image
-from .images import load_image
+from .images import ACCEPTED_WORDS, load_image
+from .sniff import sniff
 
 BOTH_GIVEN = "Send either a file or a URL, not both."
 NEITHER_GIVEN = "Send an image file (field `file`) or an image URL (field `url`)."
@@ -48,8 +49,22 @@ def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: boo
         data = fetch_image(url, limits)
     else:
         raise BadRequest(NEITHER_GIVEN)
-    return load_image(data, settings["MAX_IMAGE_PIXELS"],
-                      min_side=min_side if settings.get("JPEG_DRAFT", True) else None)
+    try:
+        return load_image(data, settings["MAX_IMAGE_PIXELS"],
+                          min_side=min_side if settings.get("JPEG_DRAFT", True) else None)
+    except UnsupportedMediaType as exc:
+        raise _named(exc, data) from None
+
+
+def _named(error: UnsupportedMediaType, data: bytes) -> UnsupportedMediaType:
+    """Say what the refused file is when we recognise it ("That file is a PDF, not an image...")."""
+    kind = sniff(data)
+    if kind is None:
+        return error
+    words, media_type = kind
+    what = "which we cannot read" if media_type.startswith("image/") else "not an image"
+    return UnsupportedMediaType(f"That file is {words}, {what}. Try a {ACCEPTED_WORDS} photo.",
+                                detected=media_type)
 
 
 def _file_and_url(request: Request, allow_json: bool) -> tuple[FileStorage | None, str]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -116,6 +117,7 @@ class PredictorHolder:
         self._predictor = predictor
         self._warm = False
         self._lock = threading.Lock()
+        self.on_load: list[Callable[[float], None]] = []  # each told the seconds a load took (metrics)
 
     @property
     def loaded(self) -> bool:
@@ -127,7 +129,10 @@ class PredictorHolder:
         if self._predictor is None:
             with self._lock:
                 if self._predictor is None:
+                    started = time.perf_counter()
                     self._predictor = load_predictor(self._path, self._name, self._threads)
+                    for listener in self.on_load:
+                        listener(time.perf_counter() - started)
         return self._predictor
 
     def warm_up(self) -> None:

@@ -7,6 +7,9 @@ from typing import Any
 from .exceptions import BadRequest
 from .predictor import Prediction
 
+#: The label that means "no": the page says "not a snake" in words for any model whose vocab has it.
+NEGATIVE_LABEL = "not a snake"
+
 
 def parse_top(raw: str | None, available: int) -> int:
     """Read the ``top`` query parameter: how many predictions to return (all when absent)."""

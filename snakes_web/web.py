@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -10,8 +11,9 @@ from .errors import log_server_error
 from .exceptions import SnakesError
 from .images import thumbnail_jpeg
 from .inputs import read_image
+from .metrics import timed_inference
 from .predictor import holder_of, needed_side
-from .results import result_payload
+from .results import NEGATIVE_LABEL, result_payload
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
@@ -20,7 +22,7 @@ bp = Blueprint("web", __name__, template_folder="templates", static_folder="stat
 @bp.get("/")
 def index() -> str:
     """Show the form, and which model answers."""
-    return render_template("index.html", model=holder_of(current_app).get().describe(), url="")
+    return _page(model=holder_of(current_app).get().describe(), url="")
 
 
 @bp.post("/")
@@ -30,15 +32,21 @@ def classify() -> tuple[str, int]:
     model = predictor.describe()
     try:
         image = read_image(request, current_app.config, allow_json=False, min_side=needed_side(predictor))
-        predictions = predictor.predict(image)
+        with timed_inference(current_app):
+            predictions = predictor.predict(image)
     except SnakesError as error:
         log_server_error(error)
-        return render_template("index.html", model=model, url=_posted_url(), error=error), error.status
+        return _page(model=model, url=_posted_url(), error=error), error.status
     url = _posted_url()
     result = result_payload(predictions, model)
     preview = base64.b64encode(thumbnail_jpeg(image)).decode("ascii")
-    return render_template("index.html", model=model, url=url, result=result, preview=preview,
-                           unsure_below=current_app.config["UNSURE_BELOW"]), 200
+    return _page(model=model, url=url, result=result, preview=preview), 200
+
+
+def _page(**context: Any) -> str:
+    """Render the page with the settings its script and its notes need."""
+    return render_template("index.html", unsure_below=current_app.config["UNSURE_BELOW"],
+                           negative_label=NEGATIVE_LABEL, **context)
 
 
 def _posted_url() -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from tests.conftest import COLOURS, image_bytes
@@ -24,7 +25,8 @@ def test_a_posted_photo_gets_a_result_page(upload: Any) -> None:
     response = upload(image_bytes(colour=COLOURS["blue"]), path="/")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
-    assert "<h2>" in page and "Blue" in page.split("<h2>")[1].split("</h2>")[0]
+    heading = re.search(r"<h2[^>]*>(.*?)</h2>", page, flags=re.S)
+    assert heading is not None and "Blue" in heading.group(1)
     assert page.count("<meter") == 3
     assert 'src="data:image/jpeg;base64,' in page  # the preview, never a file on disk
     assert 'name="file"' in page  # the form stays, for the next photo
@@ -88,3 +90,20 @@ def test_an_unknown_page_is_an_html_404(client: Any) -> None:
 def test_the_stylesheet_is_served_locally(client: Any) -> None:
     with client.get("/static/style.css") as response:
         assert response.status_code == 200 and response.mimetype == "text/css"
+
+
+def test_the_page_has_no_inline_script_or_style_so_a_strict_csp_holds(client: Any, upload: Any) -> None:
+    pages = [client.get("/").get_data(as_text=True), upload(image_bytes(), path="/").get_data(as_text=True),
+             client.get("/api/v1/docs").get_data(as_text=True)]
+    for page in pages:
+        scripts = re.findall(r"<script\b[^>]*>", page)
+        assert all(' src="/static/' in tag for tag in scripts)  # files from static/ only, no inline code
+        assert "<style" not in page and " style=" not in page
+        assert not re.search(r"\son[a-z]+=", page)  # no onclick= and friends
+        links = [u for u in re.findall(r'(?:src|href)="([^"]*)"', page) if not u.startswith("data:")]
+        assert links and all(u.startswith(("/", "#")) for u in links)  # nothing from a CDN
+
+
+def test_the_page_script_knows_the_threshold_and_the_api(client: Any) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert 'data-api="/api/v1/predict"' in page and 'data-confidence-threshold="0.5"' in page

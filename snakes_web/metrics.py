@@ -1,0 +1,92 @@
+"""Prometheus metrics at /metrics: requests by endpoint and status, latency, inference and model load time.
+
+Under gunicorn, ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` before any worker imports
+prometheus_client: every worker then writes its samples to files there and /metrics adds them up,
+so the numbers are right whichever worker answers the scrape. In one process (tests, ``flask run``)
+each app keeps an ordinary registry of its own.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+EXTENSION_KEY = "snakes_web.metrics"
+UNMATCHED = "(unmatched)"  # one label for every unknown path, so scanners cannot blow up the series
+
+bp = Blueprint("metrics", __name__)
+
+
+class Metrics:
+    """The app's metric families, registered on its own registry."""
+
+    def __init__(self, registry: CollectorRegistry, multiprocess_dir: str = "") -> None:
+        self.registry = registry
+        self.multiprocess_dir = multiprocess_dir  # where all workers' samples are, under gunicorn
+        self.requests = Counter(
+            "snakes_http_requests", "HTTP requests answered, by route, method and status.",
+            ["endpoint", "method", "status"], registry=registry)
+        self.latency = Histogram(
+            "snakes_http_request_duration_seconds", "Time to answer an HTTP request, by route.",
+            ["endpoint"], registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.inference = Histogram(
+            "snakes_model_inference_seconds", "Time the model took for one prediction.", registry=registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.load = Gauge(
+            "snakes_model_load_seconds", "Time the model took to load, per worker process.",
+            registry=registry, multiprocess_mode="liveall")
+
+
+def register_metrics(app: Flask) -> None:
+    """Count and time every request, time model loads, and serve /metrics."""
+    from .predictor import holder_of
+
+    # Decided once, like prometheus_client itself decides where samples go when it is imported.
+    metrics = Metrics(CollectorRegistry(auto_describe=True), os.environ.get(MULTIPROC_ENV, ""))
+    app.extensions[EXTENSION_KEY] = metrics
+    holder_of(app).on_load.append(metrics.load.set)
+
+    @app.before_request
+    def _start_clock() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def _count(response: Response) -> Response:
+        started = g.get("metrics_started")
+        endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        if started is not None:
+            metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
+
+    app.register_blueprint(bp)
+
+
+@contextlib.contextmanager
+def timed_inference(app: Any) -> Iterator[None]:
+    """Time the model call inside the ``with`` block (nothing when metrics are off)."""
+    metrics: Metrics | None = app.extensions.get(EXTENSION_KEY)
+    started = time.perf_counter()
+    yield
+    if metrics is not None:
+        metrics.inference.observe(time.perf_counter() - started)
+
+
+@bp.get("/metrics")
+def scrape() -> Response:
+    """Expose every metric in Prometheus' text format, summed over workers under gunicorn."""
+    metrics: Metrics = current_app.extensions[EXTENSION_KEY]
+    registry = metrics.registry
+    if metrics.multiprocess_dir:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)
+    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,247 @@
+"""The API described once: the OpenAPI 3.1 document at /api/v1/openapi.json and the reference page built from it.
+
+The reference page is rendered on the server from the same dictionary (Jinja, static CSS), so it needs
+no JavaScript, no CDN and no second copy of the description, and it reads the same with scripts off.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, render_template
+from markupsafe import Markup, escape
+
+from . import __version__
+from .images import ACCEPTED_WORDS
+
+bp = Blueprint("openapi", __name__, template_folder="templates")
+
+JSON = "application/json"
+PROBLEM = "application/problem+json"
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+
+
+def _ref(name: str) -> dict[str, str]:
+    """Point at a schema in components."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    """Describe an error response: problem+json with the request id header."""
+    return {"description": description, "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
+            "content": {PROBLEM: {"schema": _ref("Problem")}}}
+
+
+def _ok(description: str, media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """Describe a successful response with the request id header."""
+    return {"description": description, "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
+            "content": {media_type: {"schema": schema}}}
+
+
+def _html(description: str) -> dict[str, Any]:
+    """Describe an HTML page response."""
+    return _ok(description, "text/html", {"type": "string"})
+
+
+_REQUEST_ID_PARAM = {"$ref": "#/components/parameters/RequestId"}
+_URL = {"type": "string", "maxLength": 2048, "description": "An http(s) URL of an image.",
+        "examples": ["https://example.org/snake.jpg"]}
+_FILE = {"type": "string", "contentMediaType": "application/octet-stream",
+         "description": f"An image file ({ACCEPTED_WORDS}); the format is read from the bytes."}
+
+_PREDICT_ERRORS = {
+    "400": _problem("No file and no URL, both, an empty file, bad JSON, a bad `top`, or a URL that is not "
+                    "http(s), does not resolve, or points to a private address."),
+    "413": _problem("The upload, the download or the image's pixel count is over its limit."),
+    "415": _problem("The file is not an image we decode (the problem's `detected` field may say what it is), "
+                    "the URL is not an image, or the body is neither a form nor JSON."),
+    "422": _problem("The image is truncated or corrupt."),
+    "500": _problem("Something went wrong on the server; quote the request id."),
+    "502": _problem("The image URL's server failed or could not be reached."),
+    "503": _problem("The model could not be loaded."),
+    "504": _problem("The image URL's server was too slow."),
+}
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI 3.1 document of every route the app serves."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "snakes-web",
+            "version": __version__,
+            "summary": "Which snake is this, or is it not a snake? An image classifier over HTTP.",
+            "description": (
+                "Send a photo (or the URL of one) and get every class of the loaded model with its "
+                "probability, most likely first. Errors are `application/problem+json` (RFC 9457). "
+                "Every response carries `X-Request-ID` (yours, when you send a sane one). Browsers on "
+                "the origins in `SNAKES_CORS_ORIGINS` (default any) may call `/api/*`; `X-Request-ID` "
+                "is exposed to them."),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "tags": [
+            {"name": "api", "description": "The JSON API for programs and other sites' frontends."},
+            {"name": "pages", "description": "The HTML pages people use."},
+            {"name": "operations", "description": "Probes and metrics for whoever runs the server."},
+        ],
+        "paths": {
+            "/api/v1/predict": {"post": {
+                "tags": ["api"], "operationId": "predict", "summary": "Classify an image file or an image URL",
+                "description": "Send exactly one of a file (`multipart/form-data` field `file`) or a URL "
+                               "(form field `url`, or JSON `{\"url\": ...}`).",
+                "parameters": [
+                    {"name": "top", "in": "query", "required": False,
+                     "description": "Return only the `top` most likely classes (all when absent).",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    _REQUEST_ID_PARAM],
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {
+                        "type": "object", "properties": {"file": _FILE, "url": _URL},
+                        "description": "Either `file` or `url`, not both."},
+                        "encoding": {"file": {"contentType": "image/*, application/octet-stream"}}},
+                    "application/x-www-form-urlencoded": {"schema": {
+                        "type": "object", "properties": {"url": _URL}, "required": ["url"]}},
+                    JSON: {"schema": {"type": "object", "properties": {"url": _URL}, "required": ["url"]}},
+                }},
+                "responses": {"200": _ok("Every class (or the top `k`), most likely first, and the model.",
+                                         JSON, _ref("PredictResult")), **_PREDICT_ERRORS},
+            }},
+            "/api/v1/model": {"get": {
+                "tags": ["api"], "operationId": "model", "summary": "Describe the loaded model and its labels",
+                "parameters": [_REQUEST_ID_PARAM],
+                "responses": {"200": _ok("The model.", JSON, _ref("ModelInfo")),
+                              "503": _PREDICT_ERRORS["503"]},
+            }},
+            "/api/v1/openapi.json": {"get": {
+                "tags": ["api"], "operationId": "openapi", "summary": "This document",
+                "parameters": [_REQUEST_ID_PARAM],
+                "responses": {"200": _ok("The OpenAPI 3.1 document.", JSON, {"type": "object"})},
+            }},
+            "/api/v1/docs": {"get": {
+                "tags": ["api"], "operationId": "docs", "summary": "This document as an HTML page",
+                "parameters": [_REQUEST_ID_PARAM],
+                "responses": {"200": _html("The API reference.")},
+            }},
+            "/": {
+                "get": {"tags": ["pages"], "operationId": "page", "summary": "The page with the form",
+                        "parameters": [_REQUEST_ID_PARAM],
+                        "responses": {"200": _html("The form, the model and its labels."),
+                                      "503": _html("The model could not be loaded.")}},
+                "post": {"tags": ["pages"], "operationId": "classifyPage",
+                         "summary": "Classify a posted photo or URL and render the result (works without JavaScript)",
+                         "parameters": [_REQUEST_ID_PARAM],
+                         "requestBody": {"required": True, "content": {
+                             "multipart/form-data": {"schema": {
+                                 "type": "object", "properties": {"file": _FILE, "url": _URL}}},
+                             "application/x-www-form-urlencoded": {"schema": {
+                                 "type": "object", "properties": {"url": _URL}}}}},
+                         "responses": {"200": _html("The result page."),
+                                       "4XX": _html("The form again, with the problem explained."),
+                                       "5XX": _html("The form again, with the problem explained.")}},
+            },
+            "/healthz": {"get": {
+                "tags": ["operations"], "operationId": "healthz", "summary": "Liveness: the process serves requests",
+                "parameters": [_REQUEST_ID_PARAM],
+                "responses": {"200": _ok("Alive.", JSON, _ref("Health"))},
+            }},
+            "/readyz": {"get": {
+                "tags": ["operations"], "operationId": "readyz",
+                "summary": "Readiness: the model is loaded and has made one prediction",
+                "parameters": [_REQUEST_ID_PARAM],
+                "responses": {"200": _ok("Ready.", JSON, _ref("Ready")), "503": _PREDICT_ERRORS["503"]},
+            }},
+            "/metrics": {"get": {
+                "tags": ["operations"], "operationId": "metrics", "summary": "Prometheus metrics, summed over workers",
+                "parameters": [_REQUEST_ID_PARAM],
+                "responses": {"200": _ok("Prometheus text format.", "text/plain", {"type": "string"})},
+            }},
+        },
+        "components": {
+            "parameters": {"RequestId": {
+                "name": "X-Request-ID", "in": "header", "required": False,
+                "description": "Your id for this request; echoed back when it matches the pattern, else replaced.",
+                "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}}},
+            "headers": {"RequestId": {
+                "description": "The id of this request, also in the access log and in problem documents.",
+                "required": True, "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}}},
+            "schemas": {
+                "Prediction": {"type": "object", "required": ["label", "probability"], "properties": {
+                    "label": {"type": "string", "examples": ["horned viper"]},
+                    "probability": {"type": "number", "minimum": 0, "maximum": 1}}},
+                "ModelSummary": {"type": "object", "required": ["name", "backend", "labels"], "properties": {
+                    "name": {"type": "string"}, "backend": {"type": "string", "examples": ["fastai"]},
+                    "labels": {"type": "integer", "minimum": 1, "description": "How many classes the model has."},
+                    "input_size": {"type": ["array", "null"], "items": {"type": "integer"},
+                                   "description": "[height, width] the model sees, when known."}}},
+                "PredictResult": {"type": "object", "required": ["predictions", "model"], "properties": {
+                    "predictions": {"type": "array", "items": _ref("Prediction"),
+                                    "description": "Most likely first."},
+                    "model": _ref("ModelSummary")}},
+                "ModelInfo": {"allOf": [_ref("ModelSummary"), {
+                    "type": "object", "required": ["vocab"], "properties": {
+                        "vocab": {"type": "array", "items": {"type": "string"},
+                                  "description": "Every label, in the model's order."}}}]},
+                "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "request_id"],
+                            "properties": {
+                                "type": {"type": "string", "examples": ["urn:snakes-web:problem:too-large"]},
+                                "title": {"type": "string"},
+                                "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                                "detail": {"type": "string", "description": "A plain explanation for people."},
+                                "request_id": {"type": "string"},
+                                "detected": {"type": "string", "examples": ["application/pdf"],
+                                             "description": "For 415: the media type the file was "
+                                                            "recognised as instead, when it was."}}},
+                "Health": {"type": "object", "required": ["status"],
+                           "properties": {"status": {"const": "ok"}}},
+                "Ready": {"type": "object", "required": ["status", "model"],
+                          "properties": {"status": {"const": "ready"}, "model": {"type": "string"}}},
+            },
+        },
+    }
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi_json() -> dict[str, Any]:
+    """Serve the OpenAPI document."""
+    return document()
+
+
+@bp.get("/api/v1/docs")
+def reference() -> str:
+    """Render the OpenAPI document as a readable page."""
+    doc = document()
+    return render_template("api_docs.html", doc=doc, resolve=lambda node: resolve(doc, node), type_of=type_of,
+                           prose=prose)
+
+
+def prose(text: str) -> Markup:
+    """Escape ``text`` and show its `backticked` parts as code, as the document's Markdown means."""
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", str(escape(text))))
+
+
+def resolve(doc: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    """Follow a local ``$ref`` (``#/components/...``) to what it points at."""
+    while "$ref" in node:
+        target: Any = doc
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def type_of(schema: dict[str, Any]) -> str:
+    """Say a schema's type in a few words: "array of Prediction", "string (binary)", "integer ≥ 1"."""
+    if "$ref" in schema:
+        return str(schema["$ref"]).rsplit("/", 1)[1]
+    if "const" in schema:
+        return f'"{schema["const"]}"'
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = " or ".join(kind)
+    if "items" in schema:
+        kind = f"{kind} of {type_of(schema['items'])}"
+    if "contentMediaType" in schema:
+        kind = f"{kind} (binary)"
+    if "minimum" in schema:
+        kind = f"{kind} ≥ {schema['minimum']}"
+    return str(kind)
