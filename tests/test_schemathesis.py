@@ -35,7 +35,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refuse every host name before any connection is tried."""
     import snakes_web.fetch as fetch
 
-    def refuse(host: str, port: int) -> Any:
+    def refuse(host: str, port: int, timeout: float | None = None) -> Any:
         raise BadRequest("The host name of that URL does not resolve.")
 
     monkeypatch.setattr(fetch, "resolve", refuse)
