@@ -398,7 +398,7 @@
         return "That address is a page, not an image. Open the picture itself (right-click it, " +
           "“Copy image address”) and paste that instead.";
       }
-      return "That file does not look like an image we can read. Try a JPEG, PNG or WebP photo.";
+      return "That file does not look like an image we can read. Try a JPEG, PNG, WebP or HEIC photo.";
     },
     "undecodable-image": function () {
       return "That image seems damaged or cut short, so we could not open it. Try saving it again, or pick another photo.";
