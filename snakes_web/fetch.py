@@ -323,6 +323,8 @@ def _dial(connection: HTTPConnection, targets: tuple[Target, ...], opened: _Sock
 
 
 class _PinnedHTTPConnection(HTTPConnection):
+    """A urllib3 connection that dials only the addresses checked for its host (see ``_dial``)."""
+
     def __init__(self, *args: Any, targets: tuple[Target, ...] = (),
                  opened: _Sockets | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -333,17 +335,9 @@ class _PinnedHTTPConnection(HTTPConnection):
         return _dial(self, self.targets, self.opened)
 
 
-class _PinnedHTTPSConnection(HTTPSConnection):
-    # connect() wraps our socket in TLS with server_hostname = the URL's host name, so SNI and
-    # the certificate check use the name, not the address we dialled.
-    def __init__(self, *args: Any, targets: tuple[Target, ...] = (),
-                 opened: _Sockets | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.targets = targets
-        self.opened = _Sockets() if opened is None else opened
-
-    def _new_conn(self) -> socket.socket:
-        return _dial(self, self.targets, self.opened)
+class _PinnedHTTPSConnection(_PinnedHTTPConnection, HTTPSConnection):
+    """The same over TLS: connect() wraps our socket with server_hostname = the URL's host name,
+    so SNI and the certificate check use the name, not the address we dialled."""
 
 
 class _PinnedHTTPPool(HTTPConnectionPool):

@@ -1,6 +1,7 @@
 """End to end: real gunicorn on loopback, two workers, each loading the model once after the fork."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import runpy
@@ -29,6 +30,20 @@ def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2) -> subpr
              "--workers", str(workers), "wsgi:app"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+@contextlib.contextmanager
+def running_gunicorn(model: Path, log: Path, workers: int = 2) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run gunicorn on a free loopback port until the block ends; yield its base URL once it is ready."""
+    port = free_port()
+    process = start_gunicorn(model, log, port, workers=workers)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process, log, workers=workers)
+        yield base, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, workers: int,
                seconds: float = 120) -> None:
     """Wait until every worker has logged its model load and /readyz answers."""
@@ -48,15 +63,8 @@ def wait_ready(base: str, process: subprocess.Popen[bytes], log: Path, workers: 
 @pytest.fixture(scope="module")
 def server(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, int]]:
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    port = free_port()
-    process = start_gunicorn(default_model_path, log, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, process, log, workers=2)
+    with running_gunicorn(default_model_path, log) as (base, process):
         yield base, log, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_a_photo_is_classified_over_http(server: tuple[str, Path, int]) -> None:

@@ -108,17 +108,14 @@ def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 @pytest.mark.slow
 def test_counts_add_up_across_two_gunicorn_workers(default_model_path: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_gunicorn import start_gunicorn, wait_ready
+    from tests.test_gunicorn import running_gunicorn
 
     folder = tmp_path / "metrics"
     folder.mkdir()
     (folder / "counter_999999.db").write_bytes(b"left over from an earlier run")  # must be cleaned away
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
-    log, port = tmp_path / "gunicorn.log", free_port()
-    process = start_gunicorn(default_model_path, log, port, workers=2)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, process, log, workers=2)
+    log = tmp_path / "gunicorn.log"
+    with running_gunicorn(default_model_path, log, workers=2) as (base, _):
         sent = 24
         with ThreadPoolExecutor(max_workers=4) as pool:  # concurrent, so both workers take some
             statuses = list(pool.map(lambda _: requests.get(f"{base}/api/v1/model", timeout=30).status_code,
@@ -138,9 +135,6 @@ def test_counts_add_up_across_two_gunicorn_workers(default_model_path: Path, tmp
         assert sum(served.values()) == sent and 999999 not in served
         loads = {labels: value for (name, labels), value in scraped.items() if name == "snakes_model_load_seconds"}
         assert len(loads) == 2 and all(value > 0 for value in loads.values())  # one per live worker
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 class _Server:

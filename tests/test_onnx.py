@@ -20,8 +20,8 @@ from snakes_web.exceptions import ModelLoadError
 from snakes_web.images import load_image
 from snakes_web.predictor import load_predictor
 from snakes_web.quiet import quiet
-from tests.conftest import DATA, free_port
-from tests.test_gunicorn import start_gunicorn, wait_ready
+from tests.conftest import DATA
+from tests.test_gunicorn import running_gunicorn
 from tests.tiny_learner import TINY_LABELS, make_folder_dataset
 
 ROOT = Path(__file__).parent.parent
@@ -218,15 +218,8 @@ print(sorted({{name.split(".")[0] for name in sys.modules}} & {set(HEAVY)!r}))
 @pytest.fixture(scope="module")
 def onnx_server(default_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     log = tmp_path_factory.mktemp("gunicorn-onnx") / "gunicorn.log"
-    port = free_port()
-    process = start_gunicorn(default_onnx, log, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, process, log, workers=2)
+    with running_gunicorn(default_onnx, log) as (base, _):
         yield base, log
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_gunicorn_serves_the_onnx_model_without_torch_in_its_workers(onnx_server: tuple[str, Path]) -> None:
@@ -261,12 +254,14 @@ def test_an_int8_export_keeps_the_metadata_and_says_it_is_quantized(default_onnx
         assert quantized.predict(image)[0].label == reference.predict(image)[0].label
 
 
-def test_workers_from_the_command_line_share_the_cores_anew(default_onnx: Path,
+def test_workers_from_the_command_line_share_the_cores_anew(default_onnx: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import runpy
     from types import SimpleNamespace
 
     monkeypatch.setenv("SNAKES_MODEL", str(default_onnx))
+    # on_starting also prepares the Prometheus folder in os.environ: keep it this test's own.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     monkeypatch.setenv("SNAKES_TORCH_THREADS", "0")  # 0: the config fills it in; restored after
     for name in ("SNAKES_WORKERS", "WEB_CONCURRENCY", "SNAKES_CORES"):
         monkeypatch.delenv(name, raising=False)
