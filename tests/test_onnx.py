@@ -272,3 +272,52 @@ def test_workers_from_the_command_line_share_the_cores_anew(default_onnx: Path, 
     cores = len(os.sched_getaffinity(0))
     assert os.environ["SNAKES_TORCH_THREADS"] == str(cores)  # the workers, forked next, inherit it
     assert any(f"1 worker × {cores} inference thread" in line for line in said)
+
+
+def test_a_busy_worker_never_holds_up_a_request_while_the_other_worker_is_free(
+        default_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker is stuck fetching a URL that does not answer; the other one serves everything else."""
+    import http.server
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import image_bytes
+
+    asked, release = threading.Event(), threading.Event()
+    png = image_bytes("PNG")
+
+    class Held(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            asked.set()
+            release.wait(120)
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(png)))
+            self.end_headers()
+            self.wfile.write(png)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    held = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
+    held.daemon_threads = True
+    threading.Thread(target=held.serve_forever, daemon=True).start()
+    monkeypatch.setenv("SNAKES_ALLOW_PRIVATE_URLS", "true")  # the held image is on loopback
+    monkeypatch.setenv("SNAKES_FETCH_TIMEOUT", "60")
+    try:
+        with running_gunicorn(default_onnx, tmp_path / "gunicorn.log") as (base, _), \
+                ThreadPoolExecutor(max_workers=1) as pool:
+            slow = pool.submit(requests.post, f"{base}/api/v1/predict", timeout=120,
+                               data={"url": f"http://127.0.0.1:{held.server_address[1]}/held.png"})
+            assert asked.wait(30), "the held URL was never fetched"
+            for _ in range(10):  # each would wait for `release` if it were queued behind the busy worker
+                with (DATA / "chelsea.jpg").open("rb") as photo:
+                    answer = requests.post(f"{base}/api/v1/predict", files={"file": photo}, timeout=30)
+                assert answer.status_code == 200
+            assert not slow.done()
+            release.set()
+            assert slow.result().status_code == 200
+    finally:
+        release.set()
+        held.shutdown()
+        held.server_close()
