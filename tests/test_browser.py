@@ -4,6 +4,7 @@ Chromium missing is a failure, never a skip: `.ci/run` installs it from Debian.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,6 +109,31 @@ def test_an_unsure_answer_says_so_in_words(page: Any, site: Any) -> None:
                                           "buffer": image_bytes(colour=(120, 120, 120))}])
     result_heading(page)
     assert page.inner_text(".note").startswith("The model is unsure about this one: no class reached 50%.")
+
+
+def test_a_second_photo_replaces_one_still_in_flight(page: Any, site: Any) -> None:
+    base, _ = site
+    held: list[Any] = []
+
+    def hold_the_first(route: Any) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)  # the first upload hangs until the test lets it go
+
+    page.route("**/api/v1/predict*", hold_the_first)
+    page.goto(base)
+    with page.expect_request("**/api/v1/predict*"):
+        page.set_input_files("#file", files=[{"name": "red.png", "mimeType": "image/png",
+                                              "buffer": image_bytes(colour=COLOURS["red"])}])
+    with page.expect_event("requestfailed") as first:
+        page.set_input_files("#file", files=[{"name": "blue.png", "mimeType": "image/png",
+                                              "buffer": image_bytes(colour=COLOURS["blue"])}])
+    assert "ABORTED" in (first.value.failure or "")  # the page gave up on the first upload
+    assert result_heading(page).startswith("Blue")
+    with contextlib.suppress(Exception):  # too late: the browser cancelled it (Playwright may say so)
+        held[0].continue_()
+    assert page.locator(".result").count() == 1 and result_heading(page).startswith("Blue")
 
 
 def test_a_photo_dropped_anywhere_on_the_page_is_classified(page: Any, site: Any) -> None:
