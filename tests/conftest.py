@@ -93,6 +93,7 @@ class Route:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0          # seconds before answering
     endless: bool = False       # keep sending until the client goes away
+    hold: threading.Event | None = None  # answer only once the test sets this event
 
 
 class ImageServer:
@@ -108,6 +109,8 @@ class ImageServer:
                 server.hits.append(self.path)
                 route = server.routes.get(self.path, Route(b"no such route", 404))
                 time.sleep(route.delay)
+                if route.hold is not None:
+                    route.hold.wait(120)
                 self.send_response(route.status)
                 for key, value in route.headers.items():
                     self.send_header(key, value)

@@ -20,7 +20,7 @@ from snakes_web.exceptions import ModelLoadError
 from snakes_web.images import load_image
 from snakes_web.predictor import load_predictor
 from snakes_web.quiet import quiet
-from tests.conftest import DATA
+from tests.conftest import DATA, ImageServer, Route, image_bytes
 from tests.test_gunicorn import running_gunicorn
 from tests.tiny_learner import TINY_LABELS, make_folder_dataset
 
@@ -275,41 +275,26 @@ def test_workers_from_the_command_line_share_the_cores_anew(default_onnx: Path, 
 
 
 def test_a_busy_worker_never_holds_up_a_request_while_the_other_worker_is_free(
-        default_onnx: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        default_onnx: Path, tmp_path: Path, image_server: ImageServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """One worker is stuck fetching a URL that does not answer; the other one serves everything else."""
-    import http.server
     import threading
+    import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from tests.conftest import image_bytes
-
-    asked, release = threading.Event(), threading.Event()
-    png = image_bytes("PNG")
-
-    class Held(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            asked.set()
-            release.wait(120)
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    held = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
-    held.daemon_threads = True
-    threading.Thread(target=held.serve_forever, daemon=True).start()
+    release = threading.Event()
+    image_server.routes["/held.png"] = Route(image_bytes("PNG"), headers={"Content-Type": "image/png"},
+                                             hold=release)
     monkeypatch.setenv("SNAKES_ALLOW_PRIVATE_URLS", "true")  # the held image is on loopback
     monkeypatch.setenv("SNAKES_FETCH_TIMEOUT", "60")
     try:
         with running_gunicorn(default_onnx, tmp_path / "gunicorn.log") as (base, _), \
                 ThreadPoolExecutor(max_workers=1) as pool:
             slow = pool.submit(requests.post, f"{base}/api/v1/predict", timeout=120,
-                               data={"url": f"http://127.0.0.1:{held.server_address[1]}/held.png"})
-            assert asked.wait(30), "the held URL was never fetched"
+                               data={"url": image_server.url("/held.png")})
+            deadline = time.monotonic() + 30
+            while "/held.png" not in image_server.hits:  # a worker is now busy with it
+                assert time.monotonic() < deadline, "the held URL was never fetched"
+                time.sleep(0.05)
             for _ in range(10):  # each would wait for `release` if it were queued behind the busy worker
                 with (DATA / "chelsea.jpg").open("rb") as photo:
                     answer = requests.post(f"{base}/api/v1/predict", files={"file": photo}, timeout=30)
@@ -319,5 +304,3 @@ def test_a_busy_worker_never_holds_up_a_request_while_the_other_worker_is_free(
             assert slow.result().status_code == 200
     finally:
         release.set()
-        held.shutdown()
-        held.server_close()
