@@ -24,9 +24,14 @@ def parse_bool(raw: str) -> bool:
     raise ValueError(f"expected true/false, got {raw!r}")
 
 
+def split_origins(raw: str) -> list[str]:
+    """Split a comma-separated list of browser origins, without blanks or trailing slashes."""
+    return [part.strip().rstrip("/") for part in raw.split(",") if part.strip()]
+
+
 def parse_origins(raw: str) -> str:
     """Check a comma-separated list of browser origins (or ``*``); return it tidied."""
-    parts = [part.strip().rstrip("/") for part in raw.split(",") if part.strip()]
+    parts = split_origins(raw)
     for part in parts:
         if part != "*" and not re.fullmatch(r"https?://[^/\s?#]+", part):
             raise ValueError(f"{part!r} is not an origin like https://example.org (or *)")

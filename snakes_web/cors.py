@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
+from .config import split_origins
+
 API_PREFIX = "/api/"
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Content-Type, X-Request-ID"
@@ -15,14 +17,9 @@ EXPOSE_HEADERS = "X-Request-ID"
 MAX_AGE_SECONDS = 600  # Chromium caps preflight caching at 2 hours, Firefox at 24; 10 minutes is plenty
 
 
-def parse_origins(raw: str) -> frozenset[str]:
-    """Split the comma-separated ``SNAKES_CORS_ORIGINS`` into origins, without trailing slashes."""
-    return frozenset(part.strip().rstrip("/") for part in raw.split(",") if part.strip())
-
-
 def register_cors(app: Flask) -> None:
     """Answer preflights and add CORS headers on /api/* for the configured origins."""
-    origins = parse_origins(app.config["CORS_ORIGINS"])
+    origins = frozenset(split_origins(app.config["CORS_ORIGINS"]))
     if not origins:
         return
     any_origin = "*" in origins
