@@ -8,7 +8,7 @@ import runpy
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,9 +19,10 @@ from tests.conftest import DATA, free_port
 ROOT = Path(__file__).parent.parent
 
 
-def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2) -> subprocess.Popen[bytes]:
-    """Start gunicorn with the project's config on 127.0.0.1:port."""
-    env = {**os.environ, "SNAKES_MODEL": str(model)}
+def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2,
+                   environ: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start gunicorn with the project's config on 127.0.0.1:port (in ``environ``, default ours)."""
+    env = {**(os.environ if environ is None else environ), "SNAKES_MODEL": str(model)}
     env.pop("PORT", None)
     env.pop("WEB_CONCURRENCY", None)
     with log.open("wb") as out:
@@ -31,10 +32,11 @@ def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2) -> subpr
 
 
 @contextlib.contextmanager
-def running_gunicorn(model: Path, log: Path, workers: int = 2) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def running_gunicorn(model: Path, log: Path, workers: int = 2, environ: Mapping[str, str] | None = None,
+                     ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run gunicorn on a free loopback port until the block ends; yield its base URL once it is ready."""
     port = free_port()
-    process = start_gunicorn(model, log, port, workers=workers)
+    process = start_gunicorn(model, log, port, workers=workers, environ=environ)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process, log, workers=workers)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +16,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import DATA, free_port
+from tests.conftest import DATA
 from tests.corpus import build_corpus
-from tests.test_gunicorn import ROOT, wait_ready
+from tests.test_gunicorn import running_gunicorn
 from tests.test_ssrf import BLOCKED, SPELLINGS
 
 pytestmark = pytest.mark.slow
@@ -80,21 +78,11 @@ def send_junk(port: int, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def one_worker(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     log = tmp_path_factory.mktemp("survival") / "gunicorn.log"
-    port = free_port()
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(log.parent), "SNAKES_MODEL": str(default_model_path),
-           "SNAKES_FETCH_TIMEOUT": "1", "FLASK_DEBUG": "1", "SNAKES_TORCH_THREADS": "1"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             "--workers", "1", "wsgi:app"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(base, process, log, workers=1)
+    environ = {"PATH": "/usr/bin:/bin", "HOME": str(log.parent), "SNAKES_FETCH_TIMEOUT": "1",
+               "FLASK_DEBUG": "1", "SNAKES_TORCH_THREADS": "1"}
+    with running_gunicorn(default_model_path, log, workers=1, environ=environ) as (base, _):
         [worker] = [int(pid) for pid in re.findall(r"model loaded in worker (\d+)", log.read_text())]
-        yield {"base": base, "port": port, "log": log, "worker": worker}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+        yield {"base": base, "port": int(base.rsplit(":", 1)[1]), "log": log, "worker": worker}
 
 
 def classify_photo(base: str) -> dict[str, Any]:
