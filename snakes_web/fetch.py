@@ -133,8 +133,7 @@ def _check_deadline(adapter: PinnedAdapter) -> None:
 
 def _prepared(url: str) -> str:
     """Return ``url`` as requests will send it (IDNA host, quoted path), so checks see the same host."""
-    if len(url) > MAX_URL_LENGTH:
-        raise BadRequest(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    _check_length(url)
     request = requests.models.PreparedRequest()
     try:
         request.prepare_url(url, None)
@@ -145,8 +144,7 @@ def _prepared(url: str) -> str:
 
 def check_url(url: str, allow_private: bool, timeout: float | None = None) -> tuple[Target, ...]:
     """Return where ``url`` may connect; refuse one that is malformed, not http(s), or not public."""
-    if len(url) > MAX_URL_LENGTH:
-        raise BadRequest(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+    _check_length(url)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -156,10 +154,21 @@ def check_url(url: str, allow_private: bool, timeout: float | None = None) -> tu
         raise BadRequest("Only http:// and https:// image URLs are accepted.")
     if not parts.hostname:
         raise BadRequest("That URL has no host name.")
-    targets = resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80), timeout)
+    targets = resolve(parts.hostname, port or _default_port(parts.scheme), timeout)
     if not allow_private and not all(is_public(target.address) for target in targets):
         raise BadRequest("That URL points to a private or reserved network address, which is not allowed.")
     return targets
+
+
+def _check_length(url: str) -> None:
+    """Refuse a URL longer than ``MAX_URL_LENGTH``."""
+    if len(url) > MAX_URL_LENGTH:
+        raise BadRequest(f"The URL is longer than {MAX_URL_LENGTH} characters.")
+
+
+def _default_port(scheme: str) -> int:
+    """Return the port an http or https URL without one connects to."""
+    return 443 if scheme == "https" else 80
 
 
 def resolve(host: str, port: int, timeout: float | None = None) -> tuple[Target, ...]:
@@ -238,7 +247,7 @@ class PinnedAdapter(HTTPAdapter):
     def pin(self, url: str, targets: tuple[Target, ...]) -> None:
         """Allow connections for ``url``'s host and port to ``targets``, and nowhere else."""
         parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        port = parts.port or _default_port(parts.scheme)
         self.pins[(str(parts.hostname), port)] = targets
 
     def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
