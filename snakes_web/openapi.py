@@ -12,13 +12,14 @@ from flask import Blueprint, render_template
 from markupsafe import Markup, escape
 
 from . import __version__
+from .fetch import MAX_URL_LENGTH
 from .images import ACCEPTED_WORDS
+from .request_id import SANE_PATTERN
 
 bp = Blueprint("openapi", __name__, template_folder="templates")
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -44,7 +45,7 @@ def _html(description: str) -> dict[str, Any]:
 
 
 _REQUEST_ID_PARAM = {"$ref": "#/components/parameters/RequestId"}
-_URL = {"type": "string", "maxLength": 2048, "description": "An http(s) URL of an image.",
+_URL = {"type": "string", "maxLength": MAX_URL_LENGTH, "description": "An http(s) URL of an image.",
         "examples": ["https://example.org/snake.jpg"]}
 _FILE = {"type": "string", "contentMediaType": "application/octet-stream",
          "description": f"An image file ({ACCEPTED_WORDS}); the format is read from the bytes."}
@@ -160,10 +161,10 @@ def document() -> dict[str, Any]:
             "parameters": {"RequestId": {
                 "name": "X-Request-ID", "in": "header", "required": False,
                 "description": "Your id for this request; echoed back when it matches the pattern, else replaced.",
-                "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}}},
+                "schema": {"type": "string", "pattern": SANE_PATTERN}}},
             "headers": {"RequestId": {
                 "description": "The id of this request, also in the access log and in problem documents.",
-                "required": True, "schema": {"type": "string", "pattern": REQUEST_ID_PATTERN}}},
+                "required": True, "schema": {"type": "string", "pattern": SANE_PATTERN}}},
             "schemas": {
                 "Prediction": {"type": "object", "required": ["label", "probability"], "properties": {
                     "label": {"type": "string", "examples": ["horned viper"]},

@@ -7,7 +7,9 @@ import uuid
 from flask import Flask, Response, g, request
 
 HEADER = "X-Request-ID"
-_SANE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+#: What a request id taken from the client must look like (the OpenAPI document says the same).
+SANE_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
+_SANE = re.compile(SANE_PATTERN)
 
 
 def register_request_ids(app: Flask) -> None:
