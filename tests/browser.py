@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response
 from werkzeug.serving import make_server
 
 CHROMIUM = "/usr/bin/chromium"
@@ -18,11 +17,6 @@ ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 360, "height": 740}
 
-#: The policy of COMMON.md that security.py (issue 4) sets on HTML pages. Tests add it when the app
-#: does not, so the page is always checked against it here.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-
 #: Runs before the page's own code in every document: records CSP violations where a test can read them.
 WATCH_CSP = """
 window.__cspViolations = [];
@@ -31,16 +25,13 @@ document.addEventListener('securitypolicyviolation',
 """
 
 
-def enforce_csp(app: Flask) -> Flask:
-    """Make sure every HTML page of ``app`` carries the strict policy."""
+def assert_strict_csp(base: str) -> None:
+    """Check that the page at ``base`` carries security.py's strict policy, which the browser tests watch."""
+    import requests
 
-    @app.after_request
-    def _csp(response: Response) -> Response:
-        if response.mimetype == "text/html" and "Content-Security-Policy" not in response.headers:
-            response.headers["Content-Security-Policy"] = CSP
-        return response
+    from snakes_web.security import CONTENT_SECURITY_POLICY
 
-    return app
+    assert requests.get(base, timeout=10).headers.get("Content-Security-Policy") == CONTENT_SECURITY_POLICY
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from tests.browser import (
     PHONE,
     WATCH_CSP,
     as_file_in_page,
-    enforce_csp,
+    assert_strict_csp,
     live_server,
     screenshot,
 )
@@ -58,8 +58,9 @@ def browser() -> Iterator[Any]:
 def site() -> Iterator[tuple[str, RecordingPredictor]]:
     """The app with the fake model, on loopback; private URLs allowed for the local image server."""
     predictor = RecordingPredictor()
-    app = enforce_csp(create_app({"PREDICTOR": predictor, "ALLOW_PRIVATE_URLS": True, "FETCH_TIMEOUT": 2.0}))
+    app = create_app({"PREDICTOR": predictor, "ALLOW_PRIVATE_URLS": True, "FETCH_TIMEOUT": 2.0})
     with live_server(app) as base:
+        assert_strict_csp(base)
         yield base, predictor
 
 
@@ -321,8 +322,8 @@ def test_axe_finds_no_accessibility_violations(browser: Any, site: Any, viewport
 
 @pytest.fixture(scope="module")
 def real_site(default_predictor: Any) -> Iterator[str]:
-    app = enforce_csp(create_app({"PREDICTOR": default_predictor}))
-    with live_server(app) as base:
+    with live_server(create_app({"PREDICTOR": default_predictor})) as base:
+        assert_strict_csp(base)
         yield base
 
 
