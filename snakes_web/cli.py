@@ -81,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               "write docs/benchmarks.md.")
     add_arguments(bench)
     bench.set_defaults(run=run_bench)
+    from . import training
+
+    train = commands.add_parser("train", help="Fine-tune EfficientNet-Lite0 on a folder of labelled photos; "
+                                              "export a model the server serves.")
+    training.add_arguments(train)
+    train.set_defaults(run=training.run)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
