@@ -734,7 +734,7 @@ def _train(args: argparse.Namespace) -> int:
     print()
     print(report.text(dataset.root))
     print()
-    print(f"Trained in {_minutes(trained)}. Wrote {output} and {plot.name}.")
+    print(f"Trained in {_minutes(trained)}. Wrote {_shown(output)} and {plot.name}.")
     served = output
     if args.onnx:
         try:
@@ -742,7 +742,7 @@ def _train(args: argparse.Namespace) -> int:
         except UnsupportedExport as exc:
             print(f"snakes-web train: {output} is written, but cannot be converted to ONNX: {exc}", file=sys.stderr)
             return 1
-        print(f"Wrote {onnx}: same top class as the .pkl on {same} of {compared} validation photos "
+        print(f"Wrote {_shown(onnx)}: same top class as the .pkl on {same} of {compared} validation photos "
               f"(largest probability difference {largest:.1e}).")
         served = onnx
     print(f"Serve it:  SNAKES_MODEL={_shown(served)} make run    Try it:  snakes-web predict {_shown(served)} PHOTO...")
