@@ -120,7 +120,8 @@ class Dataset:
         lines += [f"  {label:<{width}}  {train:5d} train  {valid:4d} valid"
                   for label, (train, valid) in self.counts().items()]
         if self.ignored:
-            lines.append(f"  ignored {len(self.ignored)} file(s) outside the class folders, e.g. {self.ignored[0]}")
+            lines.append(f"  ignored, not in a class folder: {len(self.ignored)} "
+                         f"(e.g. {_relative(self.ignored[0], self.root)})")
         return "\n".join(lines)
 
 
@@ -431,6 +432,7 @@ def fit(learner: Any, options: Options = Options(), progress: str = "auto") -> f
     lr = options.lr
     with progress_display(learner, progress):
         if options.lr_find:
+            learner.freeze()  # as fine_tune's first stage trains, and as vision_learner starts
             with learner.no_logging():
                 lr = float(learner.lr_find(show_plot=False).valley)
             print(f"lr_find suggests {lr:.2g}")
@@ -655,7 +657,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=defaults.size,
                         help=f"input size in pixels (default {defaults.size}, as the default model)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                        help=f"images per batch (default {defaults.batch_size})")
+                        help=f"images per batch (default {defaults.batch_size}; fewer when an epoch would "
+                             f"have under 8 steps)")
     parser.add_argument("--valid-pct", type=float, default=defaults.valid_pct,
                         help=f"share of each class held out for validation when there is no valid/ folder "
                              f"(default {defaults.valid_pct:g})")
@@ -687,6 +690,8 @@ def options_from(args: argparse.Namespace) -> Options:
         ("min_per_class", args.min_per_class >= 2, "2 or more"),
         ("num_workers", args.num_workers is None or args.num_workers >= 0, "0 or more"),
         ("threads", args.threads >= 0, "0 or more")) if not ok]
+    if Path(args.output).suffix != ".pkl" or Path(args.output).is_dir():
+        problems.append(f"--output must name a .pkl file (like models/export.pkl), not {args.output}")
     if args.epochs + args.frozen_epochs == 0:
         problems.append("--epochs and --frozen-epochs cannot both be 0")
     if problems:
@@ -706,6 +711,9 @@ def run(args: argparse.Namespace) -> int:
             print("\n".join(exc.details), file=sys.stderr)
         print(f"snakes-web train: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"\nsnakes-web train: interrupted; {args.output} was not written.", file=sys.stderr)
+        return 130
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -723,6 +731,7 @@ def _train(args: argparse.Namespace) -> int:
     threads = setup_torch(options)
     print(f"Fine-tuning EfficientNet-Lite0 at {options.size}×{options.size}: {options.frozen_epochs} frozen + "
           f"{options.epochs} epochs, lr {'from lr_find' if options.lr_find else f'{options.lr:g}'}, "
+          f"batches of {batch_size_for(len(dataset.train), options.batch_size)}, "
           f"{threads} torch thread(s), {workers} data-loader worker(s) ({why}).")
     learner = make_learner(dataloaders(dataset, options, num_workers=workers),
                            options.name or f"{dataset.root.name}-efficientnet-lite0")

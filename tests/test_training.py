@@ -212,7 +212,7 @@ def test_unreadable_files_count_against_the_minimum(tmp_path: Path, capsys: pyte
 
 
 @pytest.mark.parametrize("option, value", [("--epochs", "-1"), ("--lr", "0"), ("--valid-pct", "1.5"),
-                                           ("--size", "8"), ("--batch-size", "1")])
+                                           ("--size", "8"), ("--batch-size", "1"), ("--output", "models/")])
 def test_impossible_options_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str,
                                         value: str) -> None:
     make_colour_dataset(tmp_path, per_class=10, classes=("red", "green"))
@@ -240,6 +240,7 @@ def test_photos_may_sit_deeper_and_hidden_files_are_passed_over(tmp_path: Path) 
     assert dataset.classes == ["green", "red"] and not dataset.bad
     assert sum(dataset.counts()["red"]) == 10
     assert dataset.ignored == [tmp_path.resolve() / "README.txt"]
+    assert "ignored, not in a class folder: 1 (e.g. README.txt)" in dataset.describe()
 
 
 def test_the_split_holds_out_part_of_every_class_the_same_way_each_time() -> None:
