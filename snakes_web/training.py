@@ -63,7 +63,7 @@ class Options:
     epochs: int = 3
     frozen_epochs: int = 1
     # fine_tune trains the new top at lr, then the top at lr/2 and the body at lr/200: with 1e-2 that is
-    # Keras's EfficientNet fine-tuning recipe (1e-2 for the top, ~1e-5..1e-4 for the body). fastai's
+    # close to Keras's EfficientNet fine-tuning example (1e-2 for the new top, 1e-5 for the body). fastai's
     # 2e-3 (tuned on GPUs, where epochs are cheap) needed several times the epochs in our CPU runs.
     lr: float = 1e-2
     lr_find: bool = False
