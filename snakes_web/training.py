@@ -155,6 +155,9 @@ def scan_dataset(root: Path, options: Options = Options(), max_pixels: int | Non
     else:
         source = root / TRAIN_FOLDER if root / TRAIN_FOLDER in folders else root
         train, ignored = _class_files(source)
+        if source != root:  # train/ alone: the folders beside it are not classes
+            ignored += [p for p in folders if p != source] + [p for p in root.iterdir() if p.is_file()
+                                                                and not _hidden(p)]
         valid = {}
         split = f"{options.valid_pct:.0%} of each class held out for validation, seed {options.seed}"
         depth = len(source.parts)

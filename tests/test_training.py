@@ -229,6 +229,14 @@ def test_train_and_valid_folders_are_the_split(tmp_path: Path) -> None:
     assert all(path.parent.parent.name == "valid" for path, _ in dataset.valid)
 
 
+def test_a_train_folder_alone_is_split_and_its_neighbours_are_not_classes(tmp_path: Path) -> None:
+    make_colour_dataset(tmp_path / "train", per_class=10, classes=("red", "green"))
+    make_colour_dataset(tmp_path / "test", per_class=2, classes=("red", "green"))
+    dataset = scan_dataset(tmp_path)
+    assert dataset.classes == ["green", "red"] and dataset.counts() == {"green": (8, 2), "red": (8, 2)}
+    assert dataset.ignored == [tmp_path.resolve() / "test"]
+
+
 def test_photos_may_sit_deeper_and_hidden_files_are_passed_over(tmp_path: Path) -> None:
     make_colour_dataset(tmp_path / "red" / "2024", per_class=5, classes=("red",))
     make_colour_dataset(tmp_path / "red" / "2025", per_class=5, classes=("red",))
