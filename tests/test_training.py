@@ -105,8 +105,10 @@ def test_the_onnx_export_serves_with_snakes_model(trained_model: Trained) -> Non
 
 @slow
 def test_the_command_says_how_to_serve_the_result(trained_model: Trained) -> None:
-    assert f"SNAKES_MODEL={trained_model.onnx.resolve()} make run" in trained_model.stdout
-    assert f"snakes-web predict {trained_model.onnx.resolve()} PHOTO" in trained_model.stdout
+    onnx, here = trained_model.onnx.resolve(), Path.cwd().resolve()
+    shown = onnx.relative_to(here) if onnx.is_relative_to(here) else onnx  # as the command shows it
+    assert f"SNAKES_MODEL={shown} make run" in trained_model.stdout
+    assert f"snakes-web predict {shown} PHOTO" in trained_model.stdout
 
 
 # --- refusals: one line on stderr, exit status 1, no traceback -------------------------------------
