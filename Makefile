@@ -48,3 +48,11 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Fine-tune on your own photos (one sub-folder per class) into $(MODEL) and its .onnx; `make run` then serves it.
+#   make train PHOTOS=photos/ TRAIN_ARGS="--epochs 5"
+PHOTOS ?= photos
+TRAIN_ARGS ?=
+.PHONY: train
+train: | $(VENV)/.installed
+	$(BIN)/snakes-web train $(PHOTOS) --output $(MODEL) --onnx $(TRAIN_ARGS)

@@ -81,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               "write docs/benchmarks.md.")
     add_arguments(bench)
     bench.set_defaults(run=run_bench)
+    from . import predict, training
+
+    train = commands.add_parser("train", help="Fine-tune EfficientNet-Lite0 on a folder of labelled photos; "
+                                              "export a model the server serves.")
+    training.add_arguments(train)
+    train.set_defaults(run=training.run)
+    classify = commands.add_parser("predict", help="Print a model's top predictions for image files.")
+    predict.add_arguments(classify)
+    classify.set_defaults(run=predict.run)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

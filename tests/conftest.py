@@ -184,6 +184,14 @@ def tiny_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_tiny_learner(tmp_path_factory.mktemp("tiny"))
 
 
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Train on generated colour photos with `snakes-web train --onnx`, once a session (~20-40 s)."""
+    from tests.training_data import train_once
+
+    return train_once(tmp_path_factory.mktemp("trained"))
+
+
 @pytest.fixture
 def photo() -> Callable[[str], bytes]:
     """Return the bytes of a real photo in tests/data."""

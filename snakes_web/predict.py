@@ -1,0 +1,100 @@
+"""`snakes-web predict MODEL IMAGE...`: a model's top predictions for image files, as the server makes them.
+
+The model loads through ``predictor.load_predictor`` (a ``.pkl`` with fastai, an ``.onnx`` with ONNX
+Runtime) and every file through ``images.load_image`` with the server's limits and JPEG draft scale, so
+an answer here is the answer the server would give. A file that is not an image we read gets one line
+on stderr; the others still print; the exit status says whether any failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import load_settings
+from .exceptions import ModelLoadError, SnakesError, UnsupportedMediaType
+from .images import ACCEPTED_WORDS, load_image
+from .predictor import Prediction, Predictor, load_predictor, needed_side
+from .sniff import sniff
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare `snakes-web predict`'s arguments."""
+    parser.add_argument("model", type=Path, help="the model: an export.pkl (fastai) or a .onnx (ONNX Runtime)")
+    parser.add_argument("images", type=Path, nargs="+",
+                        help="image files, or folders (every visible file in them, sorted)")
+    parser.add_argument("-k", "--top", type=int, default=3, help="how many classes to show per image (default 3; "
+                                                                 "0 for all)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON document: the model and, per file, its predictions or its error")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict every image; return 0 when all were read, 1 when any was not (or the model failed)."""
+    if args.top < 0:
+        print("snakes-web predict: --top must be 0 or more.", file=sys.stderr)
+        return 1
+    try:
+        predictor = load_predictor(args.model)
+    except ModelLoadError as exc:
+        print(f"snakes-web predict: {exc}", file=sys.stderr)
+        return 1
+    settings = load_settings()
+    min_side = needed_side(predictor) if settings["JPEG_DRAFT"] else None
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in expand(args.images):
+        try:
+            predictions = classify(predictor, path, settings["MAX_IMAGE_PIXELS"], min_side)
+        except (SnakesError, OSError) as exc:
+            failed += 1
+            message = describe_error(exc)
+            print(f"snakes-web predict: {path}: {message}", file=sys.stderr)
+            results.append({"file": str(path), "error": message})
+            continue
+        shown = predictions[:args.top] if args.top else predictions
+        results.append({"file": str(path), "predictions": [p.as_dict() for p in shown]})
+        if not args.json:
+            print(f"{path}: " + ", ".join(f"{p.label} {p.probability:.1%}" for p in shown))
+    if args.json:
+        print(json.dumps({"model": predictor.describe(), "results": results}, indent=2))
+    return 1 if failed else 0
+
+
+def classify(predictor: Predictor, path: Path, max_pixels: int, min_side: int | None) -> list[Prediction]:
+    """Read one image file as the server reads an upload, and predict it."""
+    data = path.read_bytes()
+    try:
+        image = load_image(data, max_pixels, min_side=min_side)
+    except UnsupportedMediaType as exc:
+        kind = sniff(data)
+        if kind is None:
+            raise
+        raise UnsupportedMediaType(f"That file is {kind[0]}, not an image we read. Try a {ACCEPTED_WORDS} photo.",
+                                   detected=kind[1]) from exc
+    return predictor.predict(image)
+
+
+def describe_error(error: Exception) -> str:
+    """Say in one line why a file could not be predicted."""
+    if isinstance(error, SnakesError):
+        return error.detail
+    if isinstance(error, IsADirectoryError):
+        return "is a folder"
+    if isinstance(error, OSError):
+        return f"cannot be read ({error.strerror or type(error).__name__})"
+    return str(error)
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Replace each folder by the visible files in it (at any depth), sorted; keep files as given."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file()
+                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        else:
+            files.append(path)
+    return files
