@@ -24,13 +24,12 @@ PROJECT = f"{PREFIX}-{os.getpid()}"
 def compose_config(*files: str) -> dict[str, Any]:
     """Return the Compose model as `docker compose config` normalises it."""
     args = [arg for name in files for arg in ("-f", name)]
-    return json.loads(run("docker", "compose", *args, "config", "--format", "json").stdout)  # type: ignore[no-any-return]
+    return json.loads(run(tool("docker"), "compose", *args, "config", "--format", "json").stdout)  # type: ignore[no-any-return]
 
 
 def test_docker_compose_validates_the_files() -> None:
-    tool("docker")
-    run("docker", "compose", "config", "-q")
-    run("docker", "compose", "-f", "docker-compose.yml", "-f", ".devcontainer/docker-compose.yml", "config", "-q")
+    run(tool("docker"), "compose", "config", "-q")
+    run(tool("docker"), "compose", "-f", "docker-compose.yml", "-f", ".devcontainer/docker-compose.yml", "config", "-q")
 
 
 def test_compose_has_dev_and_prod_on_loopback_ports_that_do_not_clash() -> None:
