@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import time
 import uuid
 from typing import Any
 
@@ -125,8 +126,22 @@ def test_the_dev_service_serves_the_mounted_project(dev_image: str) -> None:
         assert seen == "written on the host\n"
         shm = run(tool("podman"), "exec", container[0], "df", "-k", "/dev/shm").stdout.split("\n")[1].split()
         assert int(shm[1]) >= 2 * 1024 * 1024 - 1024  # 2 GB, in KB
+        os.utime(ROOT / "snakes_web" / "health.py")  # an edit, as far as the reloader can tell
+        assert _logs_until(container[0], "health.py modified"), "gunicorn --reload did not see the edit"
+        wait_healthy(base, container[0])
     finally:
         marker.unlink(missing_ok=True)
         run(*compose, "down", "-t", "5", check=False, env={"DEV_PORT": str(port)}, timeout=300)
     left = run(tool("podman"), "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout
     assert left.strip() == ""
+
+
+def _logs_until(container: str, text: str, seconds: float = 60) -> bool:
+    """Wait until ``text`` shows in the container's log; return whether it did."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        logs = run(tool("podman"), "logs", container, check=False)
+        if text in logs.stdout + logs.stderr:
+            return True
+        time.sleep(0.5)
+    return False
