@@ -56,3 +56,15 @@ TRAIN_ARGS ?=
 .PHONY: train
 train: | $(VENV)/.installed
 	$(BIN)/snakes-web train $(PHOTOS) --output $(MODEL) --onnx $(TRAIN_ARGS)
+
+# --- containers (issue 7) ---
+# The container suite: builds the Dockerfile's prod and dev stages with podman, runs them on loopback
+# ports, brings the dev service up with podman-compose, and checks Compose, the dev container, Heroku's
+# files and hadolint. Needs podman, podman-compose, docker compose and hadolint (here:
+# ../shared/container/setup-podman.sh). The builds take torch from TORCH_INDEX_URL, as `make run` does.
+PODMAN_BUILD_FLAGS ?= $(shell cat /etc/ctrkit/podman-build-flags 2>/dev/null)
+
+.PHONY: test-container
+test-container: $(VENV)/.installed-test
+	TORCH_INDEX_URL='$(TORCH_INDEX_URL)' PODMAN_BUILD_FLAGS='$(PODMAN_BUILD_FLAGS)' \
+	    $(BIN)/python -m pytest -m container tests/container $(PYTEST_ARGS)

@@ -7,15 +7,25 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 
 
-def test_ci_runs_the_readme_test_command() -> None:
+def test_ci_runs_the_readme_test_commands() -> None:
     readme = (ROOT / "README.md").read_text()
     assert re.search(r"^make test\b", readme, flags=re.M)
+    assert re.search(r"^make test-container\b", readme, flags=re.M)
     commands = [line for line in (ROOT / ".ci/run").read_text().splitlines()
                 if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
-    assert commands[-1] == "make test"
-    # Before it, at most one step: install Debian's Chromium for the browser tests when it is missing.
-    assert all(line.startswith("[ -x /usr/bin/chromium ] ||") and "apt-get install -y" in line
-               for line in commands[:-1]) and len(commands) <= 2
+    assert commands[-2:] == ["make test", "make test-container"]
+    # Before them, only set-up: Debian's Chromium for the browser tests when it is missing, and podman
+    # (with the tools and base image of the container kit beside the clone) for the container suite.
+    chromium, podman = commands[:-2]
+    assert chromium.startswith("[ -x /usr/bin/chromium ] ||") and "apt-get install -y" in chromium
+    assert podman == "bash ../shared/container/setup-podman.sh -q"
+
+
+def test_make_test_leaves_the_container_suite_to_make_test_container() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test-container:", makefile, flags=re.M)
+    assert "-m container tests/container" in makefile
+    assert '-m "not container"' in (ROOT / "setup.cfg").read_text()
 
 
 def test_the_makefile_has_the_two_commands_and_a_torch_index_variable() -> None:

