@@ -109,7 +109,7 @@ def test_heroku_yml_builds_the_prod_stage_and_the_procfile_listens_on_port() -> 
 
 
 def test_the_dev_service_serves_the_mounted_project(dev_image: str) -> None:
-    """`podman-compose up dev`: the server inside answers, and /app is this checkout."""
+    """`podman-compose up dev`: the server inside answers, /app is this checkout, and training runs there."""
     compose = [tool("podman-compose"), "-p", PROJECT, "--podman-build-args", shlex.join(build_args())]
     port = free_port()
     marker = ROOT / f".container-test-{uuid.uuid4().hex}"
@@ -126,6 +126,7 @@ def test_the_dev_service_serves_the_mounted_project(dev_image: str) -> None:
         assert seen == "written on the host\n"
         shm = run(tool("podman"), "exec", container[0], "df", "-k", "/dev/shm").stdout.split("\n")[1].split()
         assert int(shm[1]) >= 2 * 1024 * 1024 - 1024  # 2 GB, in KB
+        _train_and_predict_inside(container[0])
         os.utime(ROOT / "snakes_web" / "health.py")  # an edit, as far as the reloader can tell
         assert _logs_until(container[0], "health.py modified"), "gunicorn --reload did not see the edit"
         wait_healthy(base, container[0])
@@ -134,6 +135,22 @@ def test_the_dev_service_serves_the_mounted_project(dev_image: str) -> None:
         run(*compose, "down", "-t", "5", check=False, env={"DEV_PORT": str(port)}, timeout=300)
     left = run(tool("podman"), "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout
     assert left.strip() == ""
+
+
+def _train_and_predict_inside(container: str) -> None:
+    """`snakes-web train` with data-loader workers (they need the 2 GB /dev/shm), then `predict`, in dev."""
+    make = ("from pathlib import Path; from tests.training_data import make_colour_dataset; "
+            "make_colour_dataset(Path('/tmp/photos'), per_class=8, classes=('red', 'blue'))")
+    exec_ = (tool("podman"), "exec", "-w", "/app", container)
+    run(*exec_, "/opt/venv/bin/python", "-c", make)
+    started = time.monotonic()
+    trained = run(*exec_, "snakes-web", "train", "/tmp/photos", "-o", "/tmp/out/model.pkl", "--onnx", "-q",
+                  "--size", "32", "--epochs", "1", "--frozen-epochs", "1", "--min-per-class", "4",
+                  "--num-workers", "2", timeout=900)
+    record("dev_train_tiny_seconds", round(time.monotonic() - started, 1))
+    assert re.search(r"^Validation accuracy: ", trained.stdout, flags=re.M), trained.stdout[-2000:]
+    predicted = run(*exec_, "snakes-web", "predict", "/tmp/out/model.onnx", "/tmp/photos/red/0.jpg").stdout
+    assert re.match(r"/tmp/photos/red/0\.jpg: (red|blue) \d", predicted), predicted
 
 
 def _logs_until(container: str, text: str, seconds: float = 60) -> bool:
