@@ -5,7 +5,8 @@
 #         the .onnx model; runs as a non-root user, listens on $PORT (default 8000), HEALTHCHECK /healthz
 #   dev   base plus git, Jupyter support (ipykernel) and the test and lint tools; the project is
 #         mounted at /app by docker-compose.yml
-# (and `requirements`, a tiny helper stage: the requirement lists, read from setup.cfg)
+# (and two small helper stages: `requirements`, the requirement lists read from setup.cfg, and `slim`,
+# the settings base and prod share)
 #
 #   docker build --target prod -t snakes-web:prod .
 #   docker run --rm -p 127.0.0.1:8000:8000 snakes-web:prod
@@ -25,26 +26,30 @@ RUN python requirements.py setup.cfg > serving.txt \
  && python requirements.py setup.cfg dev > dev.txt
 
 
-FROM python:3.11-slim AS base
+# What base and prod share: Python's and pip's settings, the venv on PATH, and pip-env, which drops
+# the pip build args left empty (pip would take an empty one as an empty index).
+FROM python:3.11-slim AS slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+COPY docker/pip-env /usr/local/bin/
+
+
+FROM slim AS base
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
 ARG PIP_INDEX_URL=""
 ARG PIP_EXTRA_INDEX_URL=""
 ARG PIP_FIND_LINKS=""
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH \
-    SNAKES_MODEL=/opt/models/export.onnx
+ENV SNAKES_MODEL=/opt/models/export.onnx
 # Build tools live in this stage only: prod starts again from the slim image.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
-# pip-env drops the pip build args left empty (pip would take an empty one as an empty index).
-COPY docker/pip-env /usr/local/bin/
 RUN pip-env python -m venv /opt/venv \
  && pip-env pip install --upgrade pip setuptools wheel
 RUN pip-env pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
@@ -68,24 +73,17 @@ RUN pip install --no-deps --no-build-isolation -e . \
  && rm -rf build
 
 
-FROM python:3.11-slim AS prod
+FROM slim AS prod
 ARG PIP_INDEX_URL=""
 ARG PIP_EXTRA_INDEX_URL=""
 ARG PIP_FIND_LINKS=""
-ENV PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1 \
-    PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH \
-    SNAKES_MODEL=/app/models/export.onnx \
+ENV SNAKES_MODEL=/app/models/export.onnx \
     PORT=8000
 # The serving set only, setup.cfg's install_requires (Flask, gunicorn, Pillow, NumPy, ONNX Runtime, ...),
 # in a venv without pip or setuptools: the image's own pip installs into it (`--python`). Byte-compiled
 # here, since the non-root user cannot write __pycache__. Left out, as serving never uses them: NumPy's
 # test suite and ONNX Runtime's C API library (libonnxruntime.so, 34 MB; the Python module has the
 # runtime linked in, and the import check fails the build should that ever change).
-COPY docker/pip-env /usr/local/bin/
 COPY --from=requirements /requirements/serving.txt /tmp/requirements/
 RUN python -m venv --without-pip /opt/venv \
  && pip-env pip --python /opt/venv/bin/python install --no-compile -r /tmp/requirements/serving.txt \
