@@ -13,8 +13,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .errors import upload_too_large
 from .exceptions import BadRequest, UnsupportedMediaType
 from .fetch import FetchLimits, fetch_image
-from .images import ACCEPTED_WORDS, load_image
-from .sniff import sniff
+from .images import load_image
+from .sniff import explain
 
 BOTH_GIVEN = "Send either a file or a URL, not both."
 NEITHER_GIVEN = "Send an image file (field `file`) or an image URL (field `url`)."
@@ -53,18 +53,7 @@ def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: boo
         return load_image(data, settings["MAX_IMAGE_PIXELS"],
                           min_side=min_side if settings.get("JPEG_DRAFT", True) else None)
     except UnsupportedMediaType as exc:
-        raise _named(exc, data) from None
-
-
-def _named(error: UnsupportedMediaType, data: bytes) -> UnsupportedMediaType:
-    """Say what the refused file is when we recognise it ("That file is a PDF, not an image...")."""
-    kind = sniff(data)
-    if kind is None:
-        return error
-    words, media_type = kind
-    what = "which we cannot read" if media_type.startswith("image/") else "not an image"
-    return UnsupportedMediaType(f"That file is {words}, {what}. Try a {ACCEPTED_WORDS} photo.",
-                                detected=media_type)
+        raise explain(exc, data) from None
 
 
 def _file_and_url(request: Request, allow_json: bool) -> tuple[FileStorage | None, str]:

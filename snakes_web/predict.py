@@ -15,9 +15,9 @@ from typing import Any
 
 from .config import load_settings
 from .exceptions import ModelLoadError, SnakesError, UnsupportedMediaType
-from .images import ACCEPTED_WORDS, load_image
+from .images import load_image
 from .predictor import Prediction, Predictor, load_predictor, needed_side
-from .sniff import sniff
+from .sniff import explain
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,11 +69,7 @@ def classify(predictor: Predictor, path: Path, max_pixels: int, min_side: int | 
     try:
         image = load_image(data, max_pixels, min_side=min_side)
     except UnsupportedMediaType as exc:
-        kind = sniff(data)
-        if kind is None:
-            raise
-        raise UnsupportedMediaType(f"That file is {kind[0]}, not an image we read. Try a {ACCEPTED_WORDS} photo.",
-                                   detected=kind[1]) from exc
+        raise explain(exc, data) from exc
     return predictor.predict(image)
 
 

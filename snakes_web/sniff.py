@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import codecs
 
+from .exceptions import UnsupportedMediaType
+from .images import ACCEPTED_WORDS
+
 #: (signature at offset 0, what it is in words, its media type)
 _SIGNATURES: tuple[tuple[bytes, str, str], ...] = (
     (b"%PDF-", "a PDF", "application/pdf"),
@@ -53,6 +56,16 @@ def sniff(data: bytes) -> tuple[str, str] | None:
     if head and _printable(head):
         return "a text file", "text/plain"
     return None
+
+
+def explain(error: UnsupportedMediaType, data: bytes) -> UnsupportedMediaType:
+    """Say what a refused file is when we recognise it ("That file is a PDF, not an image. Try a ...")."""
+    kind = sniff(data)
+    if kind is None:
+        return error
+    words, media_type = kind
+    what = "which we cannot read" if media_type.startswith("image/") else "not an image"
+    return UnsupportedMediaType(f"That file is {words}, {what}. Try a {ACCEPTED_WORDS} photo.", detected=media_type)
 
 
 def _printable(head: bytes) -> bool:

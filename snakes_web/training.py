@@ -249,22 +249,23 @@ def _unreadable(paths: list[Path], max_pixels: int, min_side: int | None) -> lis
     """Decode every file as the server would (threads: Pillow decodes without the GIL); list the failures."""
     def check(path: Path) -> BadFile | None:
         try:
-            load_image(path.read_bytes(), max_pixels, min_side=min_side)
+            data = path.read_bytes()
         except OSError as exc:
             return BadFile(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
+        try:
+            load_image(data, max_pixels, min_side=min_side)
         except SnakesError as exc:
-            return BadFile(path, _reason(exc, path))
+            return BadFile(path, _reason(exc, data))
         return None
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=available_cores()) as pool:
         return [bad for bad in pool.map(check, paths) if bad is not None]
 
 
-def _reason(error: SnakesError, path: Path) -> str:
-    """Say in a few words why a file is not an image we read."""
+def _reason(error: SnakesError, data: bytes) -> str:
+    """Say in a few words why a file (its bytes: ``data``) is not an image we read."""
     if isinstance(error, UnsupportedMediaType):
-        with open(path, "rb") as file:
-            kind = sniff(file.read(512))
+        kind = sniff(data)
         return f"{kind[0]}, not an image we read" if kind else "not an image we read"
     if isinstance(error, PayloadTooLarge):
         return "too many pixels (SNAKES_MAX_IMAGE_PIXELS)"

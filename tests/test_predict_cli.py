@@ -65,7 +65,7 @@ def test_bad_files_get_one_line_each_and_the_good_ones_still_print(trained_model
     captured = capsys.readouterr()
     assert captured.out.startswith(f"{photos['green']}: green ")
     errors = captured.err.splitlines()
-    assert errors[0] == f"snakes-web predict: {pdf}: That file is a PDF, not an image we read. Try a JPEG, PNG, " \
+    assert errors[0] == f"snakes-web predict: {pdf}: That file is a PDF, not an image. Try a JPEG, PNG, " \
                         f"GIF, WebP, BMP, TIFF, HEIC/HEIF or AVIF photo."
     assert errors[1].startswith(f"snakes-web predict: {cut}: The image file could not be decoded")
     assert errors[2] == f"snakes-web predict: {missing}: cannot be read (No such file or directory)"
