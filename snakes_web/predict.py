@@ -18,6 +18,7 @@ from .exceptions import ModelLoadError, SnakesError, UnsupportedMediaType
 from .images import load_image
 from .predictor import Prediction, Predictor, load_predictor, needed_side
 from .sniff import explain
+from .training import visible_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,8 +90,7 @@ def expand(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file()
-                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            files += visible_files(path)
         else:
             files.append(path)
     return files

@@ -127,8 +127,7 @@ class Dataset:
 
 # --- 1. the dataset ------------------------------------------------------------------------------
 
-def scan_dataset(root: Path, options: Options = Options(), max_pixels: int | None = None,
-                 jpeg_draft: bool | None = None) -> Dataset:
+def scan_dataset(root: Path, options: Options = Options()) -> Dataset:
     """Find, read and split the photos under ``root``; raise ``DatasetError`` when they cannot train.
 
     Unreadable files are collected in ``Dataset.bad`` (and refused with ``bad_files="fail"``);
@@ -140,9 +139,6 @@ def scan_dataset(root: Path, options: Options = Options(), max_pixels: int | Non
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder; give the folder that holds one sub-folder of photos per class.")
     root = root.resolve()
-    settings = load_settings()
-    max_pixels = settings["MAX_IMAGE_PIXELS"] if max_pixels is None else max_pixels
-    draft = settings["JPEG_DRAFT"] if jpeg_draft is None else jpeg_draft
     folders = _subfolders(root)
     valid_folder = next((root / name for name in VALID_FOLDERS if root / name in folders), None)
     if root / TRAIN_FOLDER in folders and valid_folder is not None:
@@ -162,7 +158,7 @@ def scan_dataset(root: Path, options: Options = Options(), max_pixels: int | Non
         split = f"{options.valid_pct:.0%} of each class held out for validation, seed {options.seed}"
         depth = len(source.parts)
     bad = _unreadable([path for files in (*train.values(), *valid.values()) for path in files],
-                      max_pixels, options.resize if draft else None)
+                      photo_reader(options))
     if bad and options.bad_files == "fail":
         raise DatasetError(f"{len(bad)} file(s) are not images we can read (listed above); remove them, or run "
                            f"without --bad-files fail to skip them.",
@@ -189,14 +185,15 @@ def _subfolders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not _hidden(p))
 
 
+def visible_files(folder: Path) -> list[Path]:
+    """Return the files under ``folder`` at any depth, sorted, leaving out hidden files and folders."""
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and not any(_hidden(Path(part)) for part in p.relative_to(folder).parts))
+
+
 def _class_files(folder: Path) -> tuple[dict[str, list[Path]], list[Path]]:
     """Return {class: its files, at any depth} for each sub-folder, and the loose files beside them."""
-    classes = {}
-    for class_folder in _subfolders(folder):
-        classes[class_folder.name] = sorted(
-            p for p in class_folder.rglob("*")
-            if p.is_file() and not any(_hidden(part) for part in p.relative_to(class_folder).parents)
-            and not _hidden(p))
+    classes = {class_folder.name: visible_files(class_folder) for class_folder in _subfolders(folder)}
     loose = sorted(p for p in folder.iterdir() if p.is_file() and not _hidden(p))
     return classes, loose
 
@@ -245,7 +242,7 @@ def stratified_split(classes: dict[str, list[Path]], valid_pct: float,
     return train, valid
 
 
-def _unreadable(paths: list[Path], max_pixels: int, min_side: int | None) -> list[BadFile]:
+def _unreadable(paths: list[Path], reader: ReadPhoto) -> list[BadFile]:
     """Decode every file as the server would (threads: Pillow decodes without the GIL); list the failures."""
     def check(path: Path) -> BadFile | None:
         try:
@@ -253,7 +250,7 @@ def _unreadable(paths: list[Path], max_pixels: int, min_side: int | None) -> lis
         except OSError as exc:
             return BadFile(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
         try:
-            load_image(data, max_pixels, min_side=min_side)
+            reader.decode(data)
         except SnakesError as exc:
             return BadFile(path, _reason(exc, data))
         return None
@@ -295,12 +292,22 @@ class ReadPhoto:
     def __init__(self, max_pixels: int, min_side: int | None) -> None:
         self.max_pixels, self.min_side = max_pixels, min_side
 
+    def decode(self, data: bytes) -> Image.Image:
+        """Return the upright RGB image in ``data``, or raise the server's typed error."""
+        return load_image(data, self.max_pixels, min_side=self.min_side)
+
     def __call__(self, path: Path) -> Any:
         """Return the photo at ``path`` as fastai's ``PILImage``."""
         with quiet():
             from fastai.vision.core import PILImage
 
-        return PILImage(load_image(Path(path).read_bytes(), self.max_pixels, min_side=self.min_side))
+        return PILImage(self.decode(Path(path).read_bytes()))
+
+
+def photo_reader(options: Options) -> ReadPhoto:
+    """Read photos as the server does: its pixel limit, and its JPEG draft scale when that is on."""
+    settings = load_settings()
+    return ReadPhoto(settings["MAX_IMAGE_PIXELS"], options.resize if settings["JPEG_DRAFT"] else None)
 
 
 class ClassFolder:
@@ -340,8 +347,7 @@ def default_workers(train_images: int, batch_size: int, size: int, cores: int | 
     return workers, f"{cores} cores, {shm_free // 2**20} MB free in /dev/shm"
 
 
-def dataloaders(dataset: Dataset, options: Options = Options(), num_workers: int = 0,
-                max_pixels: int | None = None, jpeg_draft: bool | None = None) -> Any:
+def dataloaders(dataset: Dataset, options: Options = Options(), num_workers: int = 0) -> Any:
     """Build fastai DataLoaders whose validation preprocessing is the server's (and converts to ONNX)."""
     import torch
 
@@ -351,14 +357,11 @@ def dataloaders(dataset: Dataset, options: Options = Options(), num_workers: int
         from fastai.vision.augment import CropPad, Resize, aug_transforms
         from fastai.vision.data import ImageBlock
 
-    settings = load_settings()
-    max_pixels = settings["MAX_IMAGE_PIXELS"] if max_pixels is None else max_pixels
-    draft = settings["JPEG_DRAFT"] if jpeg_draft is None else jpeg_draft
     items = [path for path, _ in dataset.train] + [path for path, _ in dataset.valid]
     n_train = len(dataset.train)
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=list(dataset.classes))),
-        get_x=ReadPhoto(max_pixels, options.resize if draft else None),
+        get_x=photo_reader(options),
         get_y=ClassFolder(dataset.class_depth),
         splitter=lambda _: (list(range(n_train)), list(range(n_train, len(items)))),
         # The default model's preprocessing at any size: short side to size·8/7 (bicubic), centre crop.
@@ -521,7 +524,7 @@ class Report:
     @property
     def predicted(self) -> list[int]:
         """Return the top class index of each validation photo."""
-        return [max(range(len(row)), key=row.__getitem__) for row in self.probabilities]
+        return [top_index(row) for row in self.probabilities]
 
     @property
     def accuracy(self) -> float:
@@ -562,6 +565,11 @@ class Report:
             if len(mistakes) > max_mistakes:
                 lines.append(f"  ... and {len(mistakes) - max_mistakes} more")
         return "\n".join(lines)
+
+
+def top_index(probabilities: Sequence[float]) -> int:
+    """Return the index of the largest probability (the first, on a tie)."""
+    return max(range(len(probabilities)), key=probabilities.__getitem__)
 
 
 def evaluate(learner: Any, dataset: Dataset) -> Report:
@@ -633,7 +641,7 @@ def export_onnx_checked(pkl: Path, report: Report, max_photos: int = 32) -> tupl
         image = load_image(path.read_bytes(), max_pixels, min_side=predictor.min_side)
         by_label = {p.label: p.probability for p in predictor.predict(image)}
         got = [by_label[label] for label in report.classes]
-        same += max(range(len(got)), key=got.__getitem__) == max(range(len(expected)), key=expected.__getitem__)
+        same += top_index(got) == top_index(expected)
         largest = max(largest, *(abs(a - b) for a, b in zip(got, expected, strict=True)))
     return destination, len(photos), same, largest
 
