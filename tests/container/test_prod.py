@@ -27,7 +27,8 @@ def test_prod_serves_a_photo_on_port_8000_read_only_within_limits(prod_image: st
     assert answer["predictions"][0]["probability"] > 0.9
     assert answer["model"]["backend"] == "onnx" and answer["model"]["labels"] == 18
     assert requests.get(f"{base}/readyz", timeout=10).status_code == 200
-    log = run(tool("podman"), "logs", container_name).stderr + run(tool("podman"), "logs", container_name).stdout
+    logs = run(tool("podman"), "logs", container_name)
+    log = logs.stderr + logs.stdout
     # The sizing read the container's cgroup limits: one core, so one worker.
     assert re.search(r"onnx backend, 1 worker × 1 inference thread each \(1 cores, \d+ MB", log), log[-2000:]
     assert int(re.search(r"\(1 cores, (\d+) MB", log).group(1)) <= 512  # type: ignore[union-attr]
