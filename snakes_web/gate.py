@@ -1,0 +1,182 @@
+"""The inference gate: only as many predictions run at once as the server has inference slots.
+
+Everything a request does that waits — receiving its body, fetching its URL, writing its answer —
+happens outside the gate, on the worker's I/O threads. Decoding and the model run inside it. The
+gate's counters are shared by every worker (``semaphores``), so a request never waits while a slot
+is free in another worker, and a worker that dies gives its slots back.
+
+Two semaphores: ``ADMITTED`` (slots + queue length) is taken without waiting — when it is gone, the
+queue is full and the request is answered 503 at once; ``RUNNING`` (slots) is waited for, at most the
+queue timeout — past it, 503 as well. A backend that cannot run two predictions at once in one
+process (fastai's ``Learner.predict``) also takes a per-process lock first. No Flask here.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import Overloaded
+from .semaphores import Semaphores, SharedSemaphores, ThreadSemaphores
+
+log = logging.getLogger(__name__)
+
+ADMITTED, RUNNING = 0, 1
+#: The environment variable through which the gunicorn master hands the workers its semaphore set,
+#: as "semid,slots,queue" (``handed``); not a setting: gunicorn.conf.py writes it, the workers read it.
+GATE_ENV = "SNAKES_WEB_GATE"
+#: Seconds without a refusal after which an overload burst counts as over (and is logged as such).
+BURST_QUIET_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class GateSize:
+    """How many predictions run at once, and how many may wait for one."""
+
+    slots: int
+    queue: int
+    timeout: float
+
+    @property
+    def values(self) -> list[int]:
+        """Return the initial semaphore values: [admitted, running]."""
+        return [self.slots + self.queue, self.slots]
+
+
+def size_of(slots: int, queue_length: int, timeout: float) -> GateSize:
+    """Return the gate size; a queue length of 0 means four waiting requests per slot."""
+    slots = max(1, slots)
+    return GateSize(slots, queue_length if queue_length > 0 else 4 * slots, timeout)
+
+
+class InferenceGate:
+    """Admit a request to decode and predict, or refuse it at once with ``Overloaded``."""
+
+    def __init__(self, semaphores: Semaphores, size: GateSize) -> None:
+        self.semaphores = semaphores
+        self.size = size
+        self.on_refused: list[Callable[[str], None]] = []  # each told why ("queue-full", "timeout"): metrics
+        self._locks: dict[int, threading.Semaphore] = {}
+        self._locks_guard = threading.Lock()
+        self._burst = _Burst()
+
+    @contextlib.contextmanager
+    def admitted(self, concurrency: int | None = None) -> Iterator[None]:
+        """Hold an inference slot for the ``with`` block; ``concurrency``: the backend's per-process limit."""
+        started = time.monotonic()
+        if not self.semaphores.acquire(ADMITTED, 0):
+            self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
+        try:
+            local = self._local(concurrency)
+            if local is not None and not local.acquire(timeout=self.size.timeout):
+                self._refuse("timeout", f"a request waited {self.size.timeout:g} s for the model")
+            try:
+                left = self.size.timeout - (time.monotonic() - started)
+                if not self.semaphores.acquire(RUNNING, max(left, 0.001)):
+                    self._refuse("timeout", f"a request waited {self.size.timeout:g} s for the model")
+                try:
+                    yield
+                finally:
+                    self.semaphores.release(RUNNING)
+            finally:
+                if local is not None:
+                    local.release()
+        finally:
+            self.semaphores.release(ADMITTED)
+
+    def check_room(self) -> None:
+        """Refuse at once, before its body is read, a request that would find the queue full now.
+
+        A hint, not the admission: ``admitted`` still counts strictly. It spares a busy server
+        reading uploads it would refuse, and a phone uploading a photo only to be told to retry.
+        """
+        if self.semaphores.value(ADMITTED) <= 0:
+            self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
+
+    def retry_after(self) -> int:
+        """Return the seconds a refused client should wait: the time to drain the queue, at least 1."""
+        return max(1, math.ceil(self.size.timeout / 4))
+
+    def _local(self, concurrency: int | None) -> threading.Semaphore | None:
+        """Return the per-process limit for a backend that has one."""
+        if not concurrency:
+            return None
+        with self._locks_guard:
+            return self._locks.setdefault(concurrency, threading.Semaphore(concurrency))
+
+    def _refuse(self, reason: str, why: str) -> None:
+        """Count and (once per burst) log a refusal, then raise ``Overloaded``."""
+        for listener in self.on_refused:
+            listener(reason)
+        self._burst.refused(why)
+        raise Overloaded("The server is busy right now. Try again in a moment.", retry_after=self.retry_after())
+
+
+class _Burst:
+    """Log the first refusal of a burst, and its size once it is over: one line each, not one per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last = 0.0
+        self._timer: threading.Timer | None = None
+
+    def refused(self, why: str) -> None:
+        """Note one refusal."""
+        with self._lock:
+            self._count += 1
+            self._last = time.monotonic()
+            if self._timer is None:
+                log.warning("overloaded: answering 503 (%s); one line per burst", why)
+                self._schedule(BURST_QUIET_SECONDS)
+
+    def _schedule(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, self._check)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _check(self) -> None:
+        with self._lock:
+            quiet_for = time.monotonic() - self._last
+            if quiet_for < BURST_QUIET_SECONDS:
+                self._schedule(BURST_QUIET_SECONDS - quiet_for)
+                return
+            log.warning("overload over: %d request(s) answered 503 in that burst", self._count)
+            self._count, self._timer = 0, None
+
+
+def handed(semid: int, size: GateSize) -> str:
+    """Return the ``GATE_ENV`` value that tells the workers which semaphore set is the gate."""
+    return f"{semid},{size.slots},{size.queue}"
+
+
+def gate_from_environment(environ: Mapping[str, str], size: GateSize) -> InferenceGate:
+    """Open the master's shared gate when gunicorn made one, else a gate for this process alone.
+
+    ``size`` is this process's own (one slot, the configured queue); the master's replaces its slots
+    and queue when there is one.
+    """
+    given = environ.get(GATE_ENV, "")
+    if given:
+        semid, slots, queue = (int(part) for part in given.split(","))
+        return InferenceGate(SharedSemaphores(semid), GateSize(slots, queue, size.timeout))
+    return InferenceGate(ThreadSemaphores(size.values), size)
+
+
+EXTENSION_KEY = "snakes_web.gate"
+
+
+def attach(extensions: dict[str, Any], gate: InferenceGate) -> None:
+    """Store ``gate`` in a Flask app's ``extensions``."""
+    extensions[EXTENSION_KEY] = gate
+
+
+def gate_of(app: Any) -> InferenceGate:
+    """Return the inference gate of a Flask app built by ``create_app``."""
+    gate: InferenceGate = app.extensions[EXTENSION_KEY]
+    return gate
