@@ -1,14 +1,26 @@
 """Gunicorn settings for snakes-web: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
-The model is loaded in each worker after the fork (``post_worker_init``), never in the master:
-torch's thread pools do not survive a fork, and ONNX Runtime's are not documented to (the copy-on-write
-saving would be small anyway: the default model's weights are 19 MB of a ~150 MB ONNX worker).
-Workers and inference threads per worker come from the cores and memory available (cgroup limits
-included, see ``snakes_web.sizing``); workers × threads never exceed the cores.
-Every value comes from the app's settings (``snakes_web.config``), so ``SNAKES_*`` rules here too.
+How requests are served. Waiting never holds the model:
 
-Sync workers on purpose: a sync worker accepts a connection only when it is idle, so no request
-waits behind a busy worker while another one is free (gthread workers accept while busy).
+* **Workers** (processes) come from the cores and memory available (cgroup limits included, see
+  ``snakes_web.sizing``); each loads the model once, after the fork (``post_worker_init``), never in
+  the master: torch's thread pools do not survive a fork, and ONNX Runtime's are not documented to.
+* **Threads.** Each worker is gunicorn's threaded worker (``snakes_web.server.ThreadWorker``) with
+  ``SNAKES_THREADS`` threads, one per connection: a thread waits for a slow upload, a slow image URL
+  or a slow reader of the answer, and none of that waiting holds the model. A worker accepts only
+  as many connections as it has threads (``worker_connections = threads``), so no connection waits
+  for a thread while another worker has one free. Every request must arrive within
+  ``SNAKES_UPLOAD_MIN_RATE`` / ``SNAKES_UPLOAD_GRACE`` / ``SNAKES_UPLOAD_TIMEOUT``, or it gets 408.
+* **Inference slots.** Decoding and the model run behind one gate for the whole server
+  (``snakes_web.gate``): as many slots as workers, each prediction using ``SNAKES_TORCH_THREADS``
+  threads, so slots × threads never exceed the cores. The gate is a System V semaphore set made
+  here, in the master, before the workers fork: any worker's thread takes any free slot (ONNX Runtime
+  runs concurrent sessions in one process; fastai's ``Learner.predict`` is also locked per process),
+  so no request waits while a slot is free anywhere, and the kernel gives a killed worker's slots
+  back. Past ``SNAKES_QUEUE_LENGTH`` waiting requests, or ``SNAKES_QUEUE_TIMEOUT`` seconds of
+  waiting, a request is answered 503 with ``Retry-After`` at once.
+
+Every value comes from the app's settings (``snakes_web.config``), so ``SNAKES_*`` rules here too.
 """
 from __future__ import annotations
 
@@ -19,6 +31,7 @@ from pathlib import Path
 
 from snakes_web.config import ConfigError, load_settings  # imports no torch
 from snakes_web.exceptions import ModelLoadError
+from snakes_web.gate import GATE_ENV, handed, size_of
 from snakes_web.predictor import backend_for  # imports no backend
 from snakes_web.sizing import plan_from_settings
 
@@ -37,8 +50,10 @@ _plan = plan_from_settings(_settings, os.environ, _backend)
 bind = [_settings["BIND"]
         or (f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000")]
 workers = _plan.workers
-worker_class = "sync"
-threads = 1
+worker_class = "snakes_web.server.ThreadWorker"
+threads = _settings["THREADS"]
+worker_connections = threads  # a worker accepts only the connections it has threads for
+sendfile = False  # static files are written by the threads like any answer (paced sockets have no sendfile)
 preload_app = False  # load the app, and so the model, in each worker
 control_socket_disable = True  # no gunicornc here; and $HOME may be read-only in a container
 timeout = _settings["WORKER_TIMEOUT"]
@@ -68,6 +83,24 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
         os.environ["SNAKES_TORCH_THREADS"] = str(plan.threads)  # the workers, forked later, inherit it
     server.log.info("snakes-web: %s backend, %s", _backend, plan.describe())
     _prepare_metrics_dir(server)  # only once we know we start: an early exit would leave the folder behind
+    _make_gate(server, plan.workers)
+
+
+# --- the inference gate (issue 14): one semaphore set for all workers, made before they fork ---
+_gates_made_here: list[int] = []
+
+
+def _make_gate(server, slots: int) -> None:  # type: ignore[no-untyped-def]
+    """Make the gate's semaphores and hand them to the workers through the environment."""
+    from snakes_web import semaphores
+
+    size = size_of(slots, _settings["QUEUE_LENGTH"], _settings["QUEUE_TIMEOUT"])
+    semid = semaphores.create(size.values)
+    _gates_made_here.append(semid)
+    os.environ[GATE_ENV] = handed(semid, size)
+    server.log.info("snakes-web: %d inference slot%s, at most %d waiting (%g s) before 503; "
+                    "%d threads per worker", size.slots, "" if size.slots == 1 else "s", size.queue,
+                    size.timeout, threads)
 
 
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
@@ -127,8 +160,12 @@ def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
 
 
 def on_exit(server) -> None:  # type: ignore[no-untyped-def]
-    """Remove the metrics folder this run made for itself."""
+    """Remove the metrics folder and the gate's semaphores this run made for itself."""
     import shutil
 
     for folder in _metrics_dir_made_here:
         shutil.rmtree(folder, ignore_errors=True)
+    from snakes_web import semaphores
+
+    for semid in _gates_made_here:
+        semaphores.remove(semid)

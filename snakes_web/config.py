@@ -76,7 +76,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WORKERS", 0, int,
             "Gunicorn worker processes; 0 means `WEB_CONCURRENCY` if set, else one per core, as many as fit in RAM."),
     Setting("WORKER_TIMEOUT", 60, int,
-            "Seconds a gunicorn worker may spend on one request before it is restarted."),
+            "Seconds a gunicorn worker's main loop may go silent (a hung process) before the master restarts it."),
     Setting("LOG_LEVEL", "info", str,
             "Gunicorn log level: debug, info, warning, error."),
     Setting("UNSURE_BELOW", 0.5, float,
@@ -96,6 +96,23 @@ SETTINGS: tuple[Setting, ...] = (
             "comma-separated list such as `https://a.example,https://b.example`; empty turns CORS off."),
     Setting("METRICS", True, parse_bool,
             "Serve Prometheus metrics at `/metrics` (multiprocess-safe under gunicorn)."),
+    # --- issue 14 ---
+    Setting("THREADS", 64, int,
+            "Connections each gunicorn worker serves at once, each on its own thread: they wait on the "
+            "network (uploads, URL fetches, answers) without holding the model."),
+    Setting("UPLOAD_MIN_RATE", 10240, int,
+            "Slowest a request (headers and body) may arrive, in bytes/s averaged from its first byte; "
+            "slower gets 408. 0 turns the check off."),
+    Setting("UPLOAD_GRACE", 5.0, float,
+            "Seconds a request may take before `UPLOAD_MIN_RATE` applies (a phone's first packets)."),
+    Setting("UPLOAD_TIMEOUT", 300.0, float,
+            "Seconds a whole request (headers and body) may take to arrive; longer gets 408. "
+            "300 s lets a 10 MB photo come in at 35 KB/s."),
+    Setting("QUEUE_LENGTH", 0, int,
+            "Requests that may wait for an inference slot, server-wide; more get 503 at once. "
+            "0 means four per slot."),
+    Setting("QUEUE_TIMEOUT", 5.0, float,
+            "Seconds a request may wait for an inference slot before it gets 503."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).

@@ -69,6 +69,22 @@ class ModelUnavailable(SnakesError):
     status, title, slug = 503, "Service Unavailable", "model-unavailable"
 
 
+class RequestTimeout(SnakesError):
+    """The request (its headers or its body) arrived slower than the server accepts."""
+
+    status, title, slug = 408, "Request Timeout", "request-timeout"
+
+
+class Overloaded(SnakesError):
+    """More requests wait for the model than the queue holds, or one waited too long."""
+
+    status, title, slug = 503, "Service Unavailable", "overloaded"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+
+
 class UpstreamTimeout(SnakesError):
     """The remote server of an image URL was too slow."""
 

@@ -1,0 +1,191 @@
+"""The gunicorn worker snakes-web runs: gunicorn's threaded worker, with every request paced.
+
+gunicorn's ``gthread`` worker serves each connection on a thread of its own, so a phone that
+uploads slowly holds a thread, not the model (the model is behind ``gate``). What it does not do is
+cut a client that sends its request slower and slower: once the first byte is in, a thread waits
+for the rest as long as the client likes. ``PacedSocket`` wraps each connection's socket so that
+every receive of a request waits only until the request would fall behind
+
+* ``UPLOAD_MIN_RATE`` bytes/s, averaged from its first byte, after ``UPLOAD_GRACE`` seconds; or
+* ``UPLOAD_TIMEOUT`` seconds in all;
+
+then the request is cut: its read side is shut (the buffered body is dropped with the request) and
+it is answered 408 — by the app, as problem+json or the page, when the body was being read; here,
+as problem+json, when even the headers were not in. Writing an answer has its own time limit.
+
+Used as ``worker_class = "snakes_web.server.ThreadWorker"`` in gunicorn.conf.py.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from gunicorn.workers import gthread
+
+from .config import load_settings
+from .exceptions import RequestTimeout
+
+#: Seconds one answer may take to write before the connection is dropped (the answer is a few KB).
+SEND_TIMEOUT = 60.0
+TOO_SLOW = "The request arrived too slowly; the server stopped waiting for it."
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How slowly, and for how long in all, a request may arrive."""
+
+    min_rate: float   # bytes/s averaged from the first byte; 0: no minimum
+    grace: float      # seconds before the minimum applies
+    total: float      # seconds for the whole request; 0: no limit
+
+    def deadline(self, started: float, received: int) -> float:
+        """Return when a request that began at ``started`` and has ``received`` bytes falls behind."""
+        limits = []
+        if self.min_rate > 0:
+            limits.append(started + self.grace + received / self.min_rate)
+        if self.total > 0:
+            limits.append(started + self.total)
+        return min(limits) if limits else float("inf")
+
+
+def pace_from_settings(settings: dict[str, Any]) -> Pace:
+    """Read the pace from the app's settings."""
+    return Pace(float(settings["UPLOAD_MIN_RATE"]), float(settings["UPLOAD_GRACE"]),
+                float(settings["UPLOAD_TIMEOUT"]))
+
+
+class PacedSocket:
+    """A connection's socket whose receives, while a request is read, keep to a ``Pace``."""
+
+    def __init__(self, sock: socket.socket, pace: Pace) -> None:
+        self._sock = sock
+        self._pace = pace
+        self._outer: float | None = None  # the timeout gunicorn itself asked for
+        self._started: float | None = None
+        self._received = 0
+        self._reading = False
+        self.cut = False
+
+    def begin_request(self) -> None:
+        """Start pacing a new request; its clock starts with its first receive."""
+        self._reading, self._started, self._received = True, None, 0
+
+    def end_request(self) -> None:
+        """Stop pacing (between requests the socket belongs to gunicorn's keep-alive poller)."""
+        self._reading = False
+
+    def recv(self, size: int, *flags: int) -> bytes:
+        """Receive, waiting no longer than the request's pace allows."""
+        if not self._reading:
+            return self._sock.recv(size, *flags)
+        if self.cut:
+            return b""  # the request was cut: what is left of it is not read
+        now = time.monotonic()
+        if self._started is None:
+            self._started = now
+        ours = self._pace.deadline(self._started, self._received) - now
+        wait = ours if self._outer is None else min(ours, self._outer)
+        if ours <= 0:
+            self._cut()
+        self._sock.settimeout(max(wait, 0.001))
+        try:
+            data = self._sock.recv(size, *flags)
+        except TimeoutError:
+            if self._outer is not None and self._outer < ours:
+                raise  # gunicorn's own timeout (draining a body): gunicorn handles it
+            self._cut()
+        finally:
+            self._sock.settimeout(self._outer)
+        self._received += len(data)
+        return data
+
+    def _cut(self) -> None:
+        """Stop reading this request and raise the 408."""
+        self.cut = True
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RD)
+        raise RequestTimeout(TOO_SLOW)
+
+    def send(self, data: bytes, *flags: int) -> int:
+        """Send, within the answer's time limit."""
+        self._sock.settimeout(SEND_TIMEOUT if self._outer is None else min(SEND_TIMEOUT, self._outer))
+        try:
+            return self._sock.send(data, *flags)
+        finally:
+            self._sock.settimeout(self._outer)
+
+    def sendall(self, data: bytes, *flags: int) -> None:
+        """Send all of ``data``, within the answer's time limit."""
+        self._sock.settimeout(SEND_TIMEOUT if self._outer is None else min(SEND_TIMEOUT, self._outer))
+        try:
+            self._sock.sendall(data, *flags)
+        finally:
+            self._sock.settimeout(self._outer)
+
+    def settimeout(self, value: float | None) -> None:
+        """Remember gunicorn's timeout (it applies on top of the pace) and set it."""
+        self._outer = value
+        self._sock.settimeout(value)
+
+    def setblocking(self, flag: bool) -> None:
+        """Blocking is no timeout; non-blocking is a zero timeout (as for a plain socket)."""
+        self.settimeout(None if flag else 0.0)
+
+    def gettimeout(self) -> float | None:
+        """Return gunicorn's timeout."""
+        return self._outer
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)  # fileno, close, shutdown, getpeername …
+
+
+class ThreadWorker(gthread.ThreadWorker):
+    """gunicorn's threaded worker, with paced requests and keep-alive within its thread count."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # gunicorn.conf.py sets worker_connections = threads, so that every connection a worker
+        # accepts has a thread of its own (never a queue behind busy threads while another worker
+        # is idle). gthread would then keep no connection alive; half the threads' worth may be.
+        self.max_keepalived = max(1, self.cfg.threads // 2)
+        self.pace = pace_from_settings(load_settings())
+
+    @classmethod
+    def check_config(cls, cfg: Any, log: Any) -> None:
+        """Nothing to warn about: keep-alive is sized in ``__init__``, not from worker_connections."""
+
+    def enqueue_req(self, conn: Any) -> None:
+        """Wrap a new connection's socket before its first request (TLS sockets are left as they are)."""
+        if not isinstance(conn.sock, PacedSocket) and not self.cfg.is_ssl:
+            conn.sock = PacedSocket(conn.sock, self.pace)
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        """Serve one request on ``conn`` with its receives paced."""
+        paced = conn.sock if isinstance(conn.sock, PacedSocket) else None
+        if paced is not None:
+            paced.begin_request()
+        try:
+            return super().handle(conn)
+        finally:
+            if paced is not None:
+                paced.end_request()
+
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """Answer a request cut before its headers were in with a 408 problem document."""
+        if not isinstance(exc, RequestTimeout):
+            super().handle_error(req, client, addr, exc)
+            return
+        from .errors import PROBLEM_TYPE
+
+        self.log.info("408: a request from %s arrived too slowly", (addr or ("?",))[0])
+        body = json.dumps({"type": PROBLEM_TYPE + RequestTimeout.slug, "title": RequestTimeout.title,
+                           "status": RequestTimeout.status, "detail": TOO_SLOW}).encode()
+        head = (f"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/problem+json"
+                f"\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+        with contextlib.suppress(OSError):
+            client.sendall(head + body)
