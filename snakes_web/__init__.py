@@ -17,6 +17,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(load_settings(overrides=config))
     register_limits(app)
     register_predictor(app)
+    register_gate(app)
     register_metrics(app)
     register_request_ids(app)
     register_cors(app)
@@ -44,6 +45,16 @@ def register_predictor(app: Flask) -> None:
     from .predictor import PredictorHolder, attach
 
     attach(app.extensions, PredictorHolder(app.config, predictor=app.config.get("PREDICTOR")))
+
+
+def register_gate(app: Flask) -> None:
+    """Attach the inference gate: the slots gunicorn's master shares between workers, else this process's."""
+    import os
+
+    from .gate import attach, gate_from_environment, size_of
+
+    size = size_of(1, app.config["QUEUE_LENGTH"], app.config["QUEUE_TIMEOUT"])
+    attach(app.extensions, gate_from_environment(os.environ, size))
 
 
 def register_metrics(app: Flask) -> None:

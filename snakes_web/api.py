@@ -5,9 +5,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from .inputs import read_image
-from .metrics import timed_inference
-from .predictor import holder_of, needed_side
+from .classify import classify_request
+from .predictor import holder_of
 from .results import parse_top, result_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -18,10 +17,8 @@ def predict() -> dict[str, Any]:
     """Classify an uploaded file (`file`), a form field `url`, or a JSON body {"url": ...}."""
     predictor = holder_of(current_app).get()
     top = parse_top(request.args.get("top"), len(predictor.labels))
-    image = read_image(request, current_app.config, allow_json=True, min_side=needed_side(predictor))
-    with timed_inference(current_app):
-        predictions = predictor.predict(image)
-    return result_payload(predictions, predictor.describe(), top)
+    result = classify_request(current_app, request, allow_json=True)
+    return result_payload(result.predictions, predictor.describe(), top)
 
 
 @bp.get("/model")

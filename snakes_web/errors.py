@@ -7,7 +7,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from .exceptions import BadRequest, ModelLoadError, ModelUnavailable, PayloadTooLarge, SnakesError
+from .exceptions import BadRequest, ModelLoadError, ModelUnavailable, Overloaded, PayloadTooLarge, SnakesError
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "urn:snakes-web:problem:"
@@ -70,7 +70,14 @@ def render_error(error: SnakesError) -> Response:
     else:
         response = Response(render_template("error.html", error=error), mimetype="text/html")
     response.status_code = error.status
+    response.headers.update(error_headers(error))
     return response
+
+
+def error_headers(error: SnakesError) -> dict[str, str]:
+    """Return the headers an error's answer carries besides its body (``Retry-After`` on overload)."""
+    retry_after = getattr(error, "retry_after", None)
+    return {"Retry-After": str(retry_after)} if retry_after else {}
 
 
 def wants_json() -> bool:
@@ -79,8 +86,11 @@ def wants_json() -> bool:
 
 
 def log_server_error(error: SnakesError) -> None:
-    """Log a 5xx we answer on purpose (a remote server failed, no model) with the request id."""
-    if error.status >= 500:
+    """Log a 5xx we answer on purpose (a remote server failed, no model) with the request id.
+
+    Overload is the exception: the gate logs it once per burst, not once per refused request.
+    """
+    if error.status >= 500 and not isinstance(error, Overloaded):
         log.warning("%s %s (request %s): %s", error.status, error.slug, g.get("request_id", "-"), error.detail)
 
 

@@ -16,6 +16,7 @@ class FastaiPredictor:
     """Serve a fastai ``export.pkl`` with ``Learner.predict`` on the CPU."""
 
     backend = "fastai"
+    concurrency = 1  # Learner.predict keeps state on the learner: one prediction at a time per process
 
     def __init__(self, path: Path, name: str = "", threads: int = 0) -> None:
         import torch
@@ -33,11 +34,13 @@ class FastaiPredictor:
         """Run ``Learner.predict`` on an RGB image."""
         import torch
 
-        with quiet():
-            from fastai.vision.core import PILImage
-        item = PILImage.create(image if image.mode == "RGB" else image.convert("RGB"))
-        with self._lock, torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
-            _, _, probabilities = self._learner.predict(item)
+        # quiet() swaps process-wide state (sys.stdout, the warning filters): only under the lock.
+        with self._lock:
+            with quiet():
+                from fastai.vision.core import PILImage
+            item = PILImage.create(image if image.mode == "RGB" else image.convert("RGB"))
+            with torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
+                _, _, probabilities = self._learner.predict(item)
         return ranked(self.labels, probabilities.tolist())
 
     def describe(self) -> dict[str, Any]:

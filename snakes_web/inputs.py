@@ -32,23 +32,29 @@ class InMemoryRequest(Request):
         return io.BytesIO()
 
 
-def read_image(request: Request, settings: Mapping[str, Any], *, allow_json: bool,
-               min_side: int | None = None) -> Image.Image:
-    """Return the request's image, uploaded as ``file`` or fetched from ``url``, as RGB.
+def read_image_data(request: Request, settings: Mapping[str, Any], *, allow_json: bool) -> bytes:
+    """Return the bytes of the request's image, uploaded as ``file`` or fetched from ``url``.
 
-    ``min_side`` is the shorter side the model needs: a large JPEG is decoded no bigger than that.
+    This is the waiting part of a request (the body arriving, the remote server answering): it
+    runs outside the inference gate.
     """
     upload, url = _file_and_url(request, allow_json)
     if upload is not None and url:
         raise BadRequest(BOTH_GIVEN)
     if upload is not None:
-        data = upload.read(settings["MAX_UPLOAD_BYTES"] + 1)
-    elif url:
+        return upload.read(settings["MAX_UPLOAD_BYTES"] + 1)
+    if url:
         limits = FetchLimits(max_bytes=settings["FETCH_MAX_BYTES"], timeout=settings["FETCH_TIMEOUT"],
                              allow_private=settings["ALLOW_PRIVATE_URLS"])
-        data = fetch_image(url, limits)
-    else:
-        raise BadRequest(NEITHER_GIVEN)
+        return fetch_image(url, limits)
+    raise BadRequest(NEITHER_GIVEN)
+
+
+def decode_image(data: bytes, settings: Mapping[str, Any], min_side: int | None = None) -> Image.Image:
+    """Decode image bytes to RGB, or raise the error that says what the file is instead.
+
+    ``min_side`` is the shorter side the model needs: a large JPEG is decoded no bigger than that.
+    """
     try:
         return load_image(data, settings["MAX_IMAGE_PIXELS"],
                           min_side=min_side if settings.get("JPEG_DRAFT", True) else None)

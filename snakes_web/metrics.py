@@ -39,6 +39,9 @@ class Metrics:
         self.inference = Histogram(
             "snakes_model_inference_seconds", "Time the model took for one prediction.", registry=registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.refused = Counter(
+            "snakes_overload_refusals", "Requests answered 503 because the inference queue was full "
+            "(queue-full) or a request waited too long for a slot (timeout).", ["reason"], registry=registry)
         self.load = Gauge(
             "snakes_model_load_seconds", "Time the model took to load, per worker process.",
             registry=registry, multiprocess_mode="liveall")
@@ -46,12 +49,16 @@ class Metrics:
 
 def register_metrics(app: Flask) -> None:
     """Count and time every request, time model loads, and serve /metrics."""
+    from .gate import gate_of
     from .predictor import holder_of
 
     # Decided once, like prometheus_client itself decides where samples go when it is imported.
     metrics = Metrics(CollectorRegistry(auto_describe=True), os.environ.get(MULTIPROC_ENV, ""))
     app.extensions[EXTENSION_KEY] = metrics
     holder_of(app).on_load.append(metrics.load.set)
+    for reason in ("queue-full", "timeout"):  # shown at 0 from the start, not only after the first
+        metrics.refused.labels(reason)
+    gate_of(app).on_refused.append(lambda reason: metrics.refused.labels(reason).inc())
 
     @app.before_request
     def _start_clock() -> None:

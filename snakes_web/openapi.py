@@ -27,10 +27,13 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    """Describe an error response: problem+json with the request id header."""
-    return {"description": description, "headers": {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}},
-            "content": {PROBLEM: {"schema": _ref("Problem")}}}
+def _problem(description: str, retry_after: bool = False) -> dict[str, Any]:
+    """Describe an error response: problem+json with the request id header (and ``Retry-After``)."""
+    headers: dict[str, Any] = {"X-Request-ID": {"$ref": "#/components/headers/RequestId"}}
+    if retry_after:
+        headers["Retry-After"] = {"description": "Seconds to wait before retrying (when `overloaded`).",
+                                  "schema": {"type": "integer", "minimum": 1}}
+    return {"description": description, "headers": headers, "content": {PROBLEM: {"schema": _ref("Problem")}}}
 
 
 def _ok(description: str, media_type: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -53,13 +56,17 @@ _FILE = {"type": "string", "contentMediaType": "application/octet-stream",
 _PREDICT_ERRORS = {
     "400": _problem("No file and no URL, both, an empty file, bad JSON, a bad `top`, or a URL that is not "
                     "http(s), does not resolve, or points to a private address."),
+    "408": _problem("The request arrived too slowly (below the minimum rate after the grace period, or over "
+                    "the total time limit); send it again on a better connection."),
     "413": _problem("The upload, the download or the image's pixel count is over its limit."),
     "415": _problem("The file is not an image we decode (the problem's `detected` field may say what it is), "
                     "the URL is not an image, or the body is neither a form nor JSON."),
     "422": _problem("The image is truncated or corrupt."),
     "500": _problem("Something went wrong on the server; quote the request id."),
     "502": _problem("The image URL's server failed or could not be reached."),
-    "503": _problem("The model could not be loaded."),
+    "503": _problem("The model could not be loaded (`model-unavailable`), or the server is busy "
+                    "(`overloaded`: too many requests wait for the model); retry after `Retry-After` seconds.",
+                    retry_after=True),
     "504": _problem("The image URL's server was too slow."),
 }
 

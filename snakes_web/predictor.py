@@ -38,6 +38,7 @@ class Predictor(Protocol):
 
     labels: list[str]
     # Optional: ``min_side``, the shorter image side the model needs; images are decoded no smaller.
+    # Optional: ``concurrency``, how many predictions one process may run at once (absent: any number).
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Return every class with its probability, most likely first."""
@@ -92,6 +93,12 @@ def needed_side(predictor: Predictor) -> int | None:
     """Return the shorter image side a predictor needs (None: decode at full size)."""
     side = getattr(predictor, "min_side", None)  # optional: fakes and third-party predictors may lack it
     return int(side) if side else None
+
+
+def concurrency_of(predictor: Predictor) -> int | None:
+    """Return how many predictions a predictor runs at once in one process (None: as many as asked)."""
+    limit = getattr(predictor, "concurrency", None)
+    return int(limit) if limit else None
 
 
 def __getattr__(name: str) -> Any:

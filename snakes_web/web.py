@@ -7,12 +7,10 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .errors import log_server_error
+from .classify import classify_request
+from .errors import error_headers, log_server_error
 from .exceptions import SnakesError
-from .images import thumbnail_jpeg
-from .inputs import read_image
-from .metrics import timed_inference
-from .predictor import holder_of, needed_side
+from .predictor import holder_of
 from .results import NEGATIVE_LABEL, result_payload
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
@@ -26,21 +24,17 @@ def index() -> str:
 
 
 @bp.post("/")
-def classify() -> tuple[str, int]:
+def classify() -> tuple[str, int, dict[str, str]]:
     """Classify the posted photo or URL and render the result, or the form with the error."""
-    predictor = holder_of(current_app).get()
-    model = predictor.describe()
+    model = holder_of(current_app).get().describe()
     try:
-        image = read_image(request, current_app.config, allow_json=False, min_side=needed_side(predictor))
-        with timed_inference(current_app):
-            predictions = predictor.predict(image)
+        classified = classify_request(current_app, request, allow_json=False, preview=True)
     except SnakesError as error:
         log_server_error(error)
-        return _page(model=model, url=_posted_url(), error=error), error.status
-    url = _posted_url()
-    result = result_payload(predictions, model)
-    preview = base64.b64encode(thumbnail_jpeg(image)).decode("ascii")
-    return _page(model=model, url=url, result=result, preview=preview), 200
+        return _page(model=model, url=_posted_url(), error=error), error.status, error_headers(error)
+    result = result_payload(classified.predictions, model)
+    preview = base64.b64encode(classified.preview or b"").decode("ascii")
+    return _page(model=model, url=_posted_url(), result=result, preview=preview), 200, {}
 
 
 def _page(**context: Any) -> str:
