@@ -94,6 +94,7 @@ class Route:
     delay: float = 0.0          # seconds before answering
     endless: bool = False       # keep sending until the client goes away
     hold: threading.Event | None = None  # answer only once the test sets this event
+    drip: float = 0.0           # seconds between the body's bytes (a remote server on a bad link)
 
 
 class ImageServer:
@@ -118,7 +119,15 @@ class ImageServer:
                     self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 try:
-                    if route.endless:
+                    if route.drip:
+                        deadline = time.monotonic() + 60
+                        for byte in route.body:
+                            if time.monotonic() > deadline:
+                                break
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(route.drip)
+                    elif route.endless:
                         deadline = time.monotonic() + 10
                         while time.monotonic() < deadline:
                             self.wfile.write(b"\0" * 65536)
@@ -166,6 +175,16 @@ def default_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     path = tmp_path_factory.mktemp("default-model") / "export.pkl"
     assert main(["build-default-model", "--output", str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_onnx(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model converted to ONNX with the real command, once a session."""
+    from snakes_web.cli import main
+
+    path = tmp_path_factory.mktemp("onnx") / "export.onnx"
+    assert main(["export-onnx", str(default_model_path), str(path)]) == 0
     return path
 
 

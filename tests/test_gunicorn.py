@@ -20,7 +20,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2,
-                   environ: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+                   environ: Mapping[str, str] | None = None, app: str = "wsgi:app") -> subprocess.Popen[bytes]:
     """Start gunicorn with the project's config on 127.0.0.1:port (in ``environ``, default ours)."""
     env = {**(os.environ if environ is None else environ), "SNAKES_MODEL": str(model)}
     env.pop("PORT", None)
@@ -28,15 +28,15 @@ def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2,
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",
-             "--workers", str(workers), "wsgi:app"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+             "--workers", str(workers), app], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 @contextlib.contextmanager
 def running_gunicorn(model: Path, log: Path, workers: int = 2, environ: Mapping[str, str] | None = None,
-                     ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+                     app: str = "wsgi:app") -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run gunicorn on a free loopback port until the block ends; yield its base URL once it is ready."""
     port = free_port()
-    process = start_gunicorn(model, log, port, workers=workers, environ=environ)
+    process = start_gunicorn(model, log, port, workers=workers, environ=environ, app=app)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process, log, workers=workers)

@@ -17,9 +17,11 @@ from PIL import Image
 
 from snakes_web.cli import main
 from snakes_web.exceptions import ModelLoadError
+from snakes_web.gate import GATE_ENV
 from snakes_web.images import load_image
 from snakes_web.predictor import load_predictor
 from snakes_web.quiet import quiet
+from snakes_web.semaphores import SharedSemaphores
 from tests.conftest import DATA, ImageServer, Route, image_bytes
 from tests.test_gunicorn import running_gunicorn
 from tests.tiny_learner import TINY_LABELS, make_folder_dataset
@@ -52,14 +54,6 @@ def assert_same_predictions(onnx_model: Path, fastai_model: Path) -> None:
         ours, theirs = probabilities(served, image), probabilities(reference, image)
         assert int(np.argmax(ours)) == int(np.argmax(theirs))
         assert max(abs(a - b) for a, b in zip(ours, theirs, strict=True)) < 1e-3
-
-
-@pytest.fixture(scope="module")
-def default_onnx(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default model converted with the real command."""
-    path = tmp_path_factory.mktemp("onnx") / "export.onnx"
-    assert main(["export-onnx", str(default_model_path), str(path)]) == 0
-    return path
 
 
 def export_variant(folder: Path, item_tfms: list[Any], batch_tfms: list[Any] | None = None) -> Path:
@@ -268,10 +262,17 @@ def test_workers_from_the_command_line_share_the_cores_anew(default_onnx: Path, 
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     said: list[str] = []
     log = SimpleNamespace(info=lambda message, *args: said.append(message % args), error=said.append)
-    conf["on_starting"](SimpleNamespace(cfg=SimpleNamespace(workers=1), log=log))  # `--workers 1`
-    cores = len(os.sched_getaffinity(0))
-    assert os.environ["SNAKES_TORCH_THREADS"] == str(cores)  # the workers, forked next, inherit it
-    assert any(f"1 worker × {cores} inference thread" in line for line in said)
+    monkeypatch.setenv(GATE_ENV, "")  # on_starting hands the gate on here: restored (unset) after
+    server = SimpleNamespace(cfg=SimpleNamespace(workers=1), log=log)
+    conf["on_starting"](server)  # `--workers 1`
+    try:
+        cores = len(os.sched_getaffinity(0))
+        assert os.environ["SNAKES_TORCH_THREADS"] == str(cores)  # the workers, forked next, inherit it
+        assert any(f"1 worker × {cores} inference thread" in line for line in said)
+        semid, slots, queue = os.environ[GATE_ENV].split(",")  # one slot for the one worker, 4 waiting
+        assert (slots, queue) == ("1", "4") and SharedSemaphores(int(semid)).value(1) == 1
+    finally:
+        conf["on_exit"](server)  # removes the semaphore set it made
 
 
 def test_a_busy_worker_never_holds_up_a_request_while_the_other_worker_is_free(
