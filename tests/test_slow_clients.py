@@ -137,6 +137,25 @@ def test_the_worker_that_cut_a_slow_upload_serves_on(onnx_server: dict[str, Any]
     assert "Traceback" not in text and len(re.findall(r"Booting worker", text)) == 2  # nobody restarted
 
 
+def test_clients_that_never_close_their_side_do_not_hold_up_the_others(onnx_server: dict[str, Any]) -> None:
+    """gthread lingers up to 2 s for each client to close after the answer, on its main loop; ours does it on
+    the connection's own thread, or 60 such clients would stall both workers' accepting for a minute."""
+    base, port = onnx_server["base"], onnx_server["port"]
+    hogs = []
+    try:
+        for _ in range(60):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            hogs.append(sock)  # answered, then never closed by us
+        started = time.monotonic()
+        for _ in range(10):
+            assert requests.get(f"{base}/healthz", timeout=30).status_code == 200
+        assert time.monotonic() - started < 10  # with the main loop lingering: over 30 s
+    finally:
+        for sock in hogs:
+            sock.close()
+
+
 # --- waiting never holds the model ---------------------------------------------------------------
 
 def test_normal_uploads_are_answered_while_32_slow_uploads_and_32_slow_urls_are_held(
