@@ -5,11 +5,15 @@ On the same generated images and the same model, it measures
 1. ``learn.predict(raw_bytes)`` in one process: the baseline every fastai tutorial serves with;
 2. the fastai backend (``.pkl``) through our gunicorn on loopback;
 3. the ONNX backend (``.onnx``, converted at the start of the run) through our gunicorn on loopback;
+3s. the same ONNX server with gunicorn's old ``sync`` workers (``--worker-class sync --threads 1`` on the
+    command line), so the threaded worker is compared with what it replaced in the same run;
 
 each for a fixed time after a warm-up. The HTTP load comes from a second process (a Python client
 holding a fixed number of requests in flight), so the server's CPU time is the server's. It reports
 images/s, p50/p99 latency, RSS per worker, the time from process start to the first answer, and each
 image rate as a ratio against (1) on the same image, then writes the table to ``docs/benchmarks.md``.
+On the servers of (3) and (3s) it then holds slow uploads and slow URL fetches open while it times
+normal uploads (``slow_clients``): what a few slow phones do to everyone else.
 Each scenario and the client run in their own processes: the bench itself never imports torch.
 """
 from __future__ import annotations
@@ -21,6 +25,9 @@ import math
 import os
 import platform
 import re
+import selectors
+import socket
+import socketserver
 import statistics
 import subprocess
 import sys
@@ -28,8 +35,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +48,14 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 #: The images every scenario classifies: what phones and web pages send.
 IMAGES = {"1 MP JPEG": "photo-1mp.jpg", "12 MP JPEG": "photo-12mp.jpg", "PNG with alpha": "alpha-1mp.png"}
+THREADED = "(3) ONNX backend, HTTP"
+SYNC = "(3s) ONNX backend, HTTP, sync workers (before)"
+#: gunicorn's command line overrides gunicorn.conf.py: the sync workers served before issue 14.
+SYNC_ARGS = ("--worker-class", "sync", "--threads", "1")
+#: The body a slow upload announces (and a slow image), in bytes.
+SLOW_UPLOAD_BYTES = 200_000
+#: Seconds the bench waits at most for the server to start fetching every slow URL.
+HOLD_IN_S = 3.0
 
 
 @dataclass
@@ -72,6 +89,35 @@ class Scenario:
     rss_mb: list[float] = field(default_factory=list)
     start_to_first_answer_s: float = float("nan")
     note: str = ""
+    slow: SlowResult | None = None
+
+
+@dataclass(frozen=True)
+class SlowPlan:
+    """How the slow-clients measurement runs on one server."""
+
+    uploads: int          # slow uploads held open (N)
+    urls: int             # slow URL fetches held open (M)
+    normal: int           # normal uploads sent one after another while they are held (K)
+    timeout: float        # client timeout of each normal upload, in seconds
+    spread: float         # seconds the normal uploads are spread over (so they straddle the server's cuts)
+    fetch_timeout: float  # SNAKES_FETCH_TIMEOUT of the server
+    give_up: float        # seconds after the first slow socket opened that the bench stops waiting for answers
+
+
+@dataclass
+class SlowResult:
+    """What the slow-clients measurement saw on one server."""
+
+    plan: SlowPlan
+    normal: Load                 # the normal uploads (errors: not answered 200)
+    held_uploads: int            # the fewest slow uploads open when a normal upload started
+    held_urls: int               # the fewest slow URLs open when a normal upload started
+    fetching: int                # the fewest slow URLs the image server was sending then
+    cuts: int                    # slow uploads the server ended while they were held (each re-opened)
+    url_restarts: int            # the same for slow URLs
+    upload_ends: dict[str, int]  # how every slow upload ended: a status, "no answer", "closed", "reset" …
+    url_ends: dict[str, int]
 
 
 # --- images ----------------------------------------------------------------------------------
@@ -138,8 +184,6 @@ def raw_request(host: str, port: int, body: bytes, content_type: str) -> bytes:
 
 def send(host: str, port: int, request: bytes) -> int:
     """Send a prepared request on a new connection, read the answer to the end; return the status."""
-    import socket
-
     with socket.create_connection((host, port), timeout=120) as sock:
         sock.sendall(request)
         chunks = []
@@ -252,19 +296,21 @@ def children(pid: int) -> list[int]:
 
 def free_port() -> int:
     """Return a TCP port free on loopback right now."""
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namespace, log: Path) -> Scenario:
-    """Start our gunicorn on ``model``, time its first answer, load it with each image, stop it."""
+def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namespace, log: Path,
+          extra: Sequence[str] = (), slow: SlowPlan | None = None) -> Scenario:
+    """Start our gunicorn on ``model`` (``extra``: more gunicorn arguments), time its first answer,
+    load it with each image, then (with ``slow``) measure it under slow clients, and stop it."""
     port = free_port()
     env = {**os.environ, "SNAKES_MODEL": str(model), "SNAKES_LOG_LEVEL": "info"}  # info: the sizing line
     if args.workers:
         env["SNAKES_WORKERS"] = str(args.workers)
+    if slow is not None:  # the slow URLs are served by the bench, on loopback
+        env.update(SNAKES_ALLOW_PRIVATE_URLS="true", SNAKES_FETCH_TIMEOUT=f"{slow.fetch_timeout:g}")
     env.pop("PORT", None)
     first = next(iter(images.values()))
     body, content_type = multipart(first.read_bytes(), first.name)
@@ -272,7 +318,7 @@ def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namesp
     launched = time.monotonic()
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(args.config), "--bind",
-                                    f"127.0.0.1:{port}", "wsgi:app" if (args.config.parent / "wsgi.py").exists()
+                                    f"127.0.0.1:{port}", *extra, "wsgi:app" if (args.config.parent / "wsgi.py").exists()
                                     else "snakes_web:create_app()"],
                                    cwd=args.config.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -297,6 +343,12 @@ def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namesp
         scenario.rss_mb = [rss_mb(pid) for pid in workers]
         plan = re.search(r"(\d+) workers? × (\d+) inference thread", log.read_text())
         scenario.note = f"{plan.group(1)} worker(s) × {plan.group(2)} thread(s)" if plan else ""
+        if extra:
+            scenario.note += f" (`{' '.join(extra)}`)"
+        if slow is not None:
+            print(f"  slow clients: {slow.uploads} slow uploads, {slow.urls} slow URLs, "
+                  f"{slow.normal} normal uploads ...", flush=True)
+            scenario.slow = slow_clients(port, first, slow)
     finally:
         process.terminate()
         process.wait(timeout=60)
@@ -317,6 +369,285 @@ def client(port: int, image: Path, args: argparse.Namespace) -> Load:
     used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     load.client_cpu_ms = used * 1000 / max(1, load.total)
     return load
+
+
+# --- slow clients ----------------------------------------------------------------------------
+
+def status_of(answer: bytes) -> int:
+    """Return the status of an HTTP answer's first bytes, 0 when there is none."""
+    code = answer[9:12] if answer.startswith(b"HTTP/1.") else b""
+    return int(code) if code.isdigit() else 0
+
+
+def timed_send(host: str, port: int, request: bytes, timeout: float) -> tuple[int, float]:
+    """Send a prepared request on a new connection, within ``timeout`` s in all; return (status, ms).
+
+    Status 0 is no (whole) answer; a request that timed out counts ``timeout`` as its latency.
+    """
+    began = time.monotonic()
+    deadline, chunks = began + timeout, []
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(request)
+            while True:
+                sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                if not (chunk := sock.recv(65536)):
+                    break
+                chunks.append(chunk)
+    except TimeoutError:
+        return 0, timeout * 1000
+    except OSError:
+        return 0, (time.monotonic() - began) * 1000
+    return status_of(b"".join(chunks)), (time.monotonic() - began) * 1000
+
+
+def slow_upload(port: int) -> tuple[bytes, bytes]:
+    """Return a slow upload's head (announcing a multipart body of SLOW_UPLOAD_BYTES) and its body's start."""
+    boundary = uuid.uuid4().hex
+    head = (f"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {SLOW_UPLOAD_BYTES}\r\n"
+            f"Connection: close\r\n\r\n").encode()
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode()
+    return head, part + b"\xff\xd8\xff\xe0"
+
+
+class _Drip(socketserver.BaseRequestHandler):
+    """Answer one GET with 200 image/jpeg, then send the body a byte a second."""
+
+    server: Dribbler
+
+    def handle(self) -> None:
+        """Read the request's head, answer, drip until the client leaves or the time limit."""
+        sock, head = self.request, b""
+        sock.settimeout(5)
+        try:
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                if not (chunk := sock.recv(4096)):
+                    return
+                head += chunk
+            sock.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {SLOW_UPLOAD_BYTES}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + b"\xff")
+        except OSError:
+            return
+        self.server.count(+1)
+        try:
+            until = time.monotonic() + self.server.limit
+            while time.monotonic() < until and not self.server.stopping.wait(1.0):
+                sock.sendall(b"\0")
+        except OSError:
+            pass
+        finally:
+            self.server.count(-1)
+
+
+class Dribbler(socketserver.ThreadingTCPServer):
+    """A tiny image server on loopback whose every image arrives at 1 byte/s (``with``: serving)."""
+
+    daemon_threads = True
+
+    def __init__(self, limit: float) -> None:
+        super().__init__(("127.0.0.1", 0), _Drip)
+        self.limit = limit  # seconds one answer drips at most
+        self.stopping = threading.Event()
+        self.active = 0  # answers being dripped right now
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Return the URL of the slow image."""
+        return f"http://127.0.0.1:{self.server_address[1]}/slow.jpg"
+
+    def count(self, step: int) -> None:
+        """Count an answer starting (+1) or ending (-1)."""
+        with self._lock:
+            self.active += step
+
+    def __enter__(self) -> Dribbler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+
+@dataclass
+class _Held:
+    """One slow socket the bench holds open."""
+
+    kind: str          # "upload" or "url"
+    sock: socket.socket
+    body: bytes = b""  # what a slow upload drips (then zeros)
+    sent: int = 0      # body bytes dripped
+    answer: bytes = b""
+
+
+class SlowClients:
+    """Hold slow uploads and slow URL fetches open on a server, re-opening each one the server ends.
+
+    One thread and a selector: every second each slow upload sends one more byte; an answer (or a
+    close) ends a socket, counted by how it ended. After ``finish`` nothing is re-opened, and what is
+    still open ``plan.give_up`` s after the start (and at least 2 s after ``finish``) ends as "no
+    answer". The loop stops by itself at ``deadline`` whatever happens, and opens at most 50 sockets
+    per one held.
+    """
+
+    def __init__(self, port: int, plan: SlowPlan, image_url: str) -> None:
+        self.port, self.plan = port, plan
+        self.url_request = raw_request("127.0.0.1", port, json.dumps({"url": image_url}).encode(),
+                                       "application/json")
+        self.ends: dict[str, Counter[str]] = {"upload": Counter(), "url": Counter()}
+        self.reopened: Counter[str] = Counter()
+        self.finishing = threading.Event()
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._opens_left = 50 * (plan.uploads + plan.urls)
+        self._thread: threading.Thread | None = None
+        self._started = self._give_up_at = time.monotonic()
+
+    def start(self, deadline: float) -> None:
+        """Open the slow sockets, uploads and URLs in turn, and hold them from a thread until ``deadline``."""
+        self._started = time.monotonic()
+        for pair in zip_longest(["upload"] * self.plan.uploads, ["url"] * self.plan.urls):
+            for kind in filter(None, pair):
+                self._open(kind)
+        self._thread = threading.Thread(target=self._run, args=(deadline,), daemon=True)
+        self._thread.start()
+
+    def held(self, kind: str) -> int:
+        """Return how many sockets of ``kind`` are open right now."""
+        with self._lock:
+            return sum(key.data.kind == kind for key in self._selector.get_map().values())
+
+    def finish(self) -> None:
+        """Stop re-opening and wait (bounded) until every slow socket has ended."""
+        self._give_up_at = max(self._started + self.plan.give_up, time.monotonic() + 2.0)
+        self.finishing.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._give_up_at - time.monotonic() + 5)
+
+    def _open(self, kind: str) -> None:
+        """Open one slow socket and send what it sends at once (a slow upload: its head)."""
+        if self._opens_left <= 0:
+            return
+        self._opens_left -= 1
+        head, body = slow_upload(self.port) if kind == "upload" else (self.url_request, b"")
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            sock.sendall(head)
+        except OSError:
+            self.ends[kind]["could not connect"] += 1
+            return
+        sock.setblocking(False)
+        with self._lock:
+            self._selector.register(sock, selectors.EVENT_READ, _Held(kind, sock, body))
+
+    def _run(self, deadline: float) -> None:
+        """Drip, read answers and re-open until finished or ``deadline``; then end what is left."""
+        tick = time.monotonic() + 1.0
+        while (now := time.monotonic()) < deadline:
+            if self.finishing.is_set() and (now > self._give_up_at or not self._selector.get_map()):
+                break
+            for key, _events in self._selector.select(timeout=max(0.0, min(tick - now, 0.2))):
+                self._read(key.data)
+            if time.monotonic() >= tick:
+                tick += 1.0
+                for key in list(self._selector.get_map().values()):
+                    if key.data.kind == "upload":
+                        self._drip(key.data)
+        for key in list(self._selector.get_map().values()):
+            self._end(key.data, "no answer")
+
+    def _drip(self, held: _Held) -> None:
+        """Send a slow upload's next byte."""
+        try:
+            held.sent += held.sock.send(held.body[held.sent:held.sent + 1] or b"\0")
+        except BlockingIOError:
+            pass
+        except OSError:
+            self._read(held, broken=True)
+
+    def _read(self, held: _Held, broken: bool = False) -> None:
+        """Read a slow socket's answer: its status line ends it, as does a close or a reset."""
+        try:
+            data = held.sock.recv(4096)
+        except BlockingIOError:
+            if broken:
+                self._end(held, str(status_of(held.answer) or "reset"))
+            return
+        except OSError:
+            self._end(held, str(status_of(held.answer) or "reset"))
+            return
+        held.answer += data
+        if data and b"\r\n" not in held.answer and len(held.answer) < 4096:
+            return  # the status line is not all in yet
+        status = status_of(held.answer)
+        self._end(held, str(status) if status else "garbled" if held.answer else "closed")
+
+    def _end(self, held: _Held, outcome: str) -> None:
+        """Count how a slow socket ended, close it, and re-open one like it unless finishing."""
+        with self._lock:
+            self._selector.unregister(held.sock)
+        held.sock.close()
+        self.ends[held.kind][outcome] += 1
+        if not self.finishing.is_set():
+            self.reopened[held.kind] += 1
+            self._open(held.kind)
+
+
+def slow_clients(port: int, image: Path, plan: SlowPlan) -> SlowResult:
+    """Hold the plan's slow uploads and URLs open on the server and time normal uploads of ``image`` meanwhile."""
+    request = raw_request("127.0.0.1", port, *multipart(image.read_bytes(), image.name))
+    with Dribbler(limit=plan.give_up + 5) as dribbler:
+        held = SlowClients(port, plan, dribbler.url)
+        started = time.monotonic()
+        held.start(deadline=started + HOLD_IN_S + plan.spread + plan.normal * (plan.timeout + 1) + plan.give_up + 10)
+        try:
+            while dribbler.active < plan.urls and time.monotonic() - started < HOLD_IN_S:
+                time.sleep(0.05)  # until the server fetches every slow URL (a sync server fetches few)
+            time.sleep(max(0.0, 0.5 - (time.monotonic() - started)))
+            normal, samples = time_uploads(port, request, plan,
+                                           lambda: (held.held("upload"), held.held("url"), dribbler.active))
+            cuts, url_restarts = held.reopened["upload"], held.reopened["url"]
+        finally:
+            held.finish()
+    uploads, urls, fetching = (min(column) for column in zip(*samples, strict=True))
+    return SlowResult(plan, normal, uploads, urls, fetching, cuts, url_restarts,
+                      dict(held.ends["upload"]), dict(held.ends["url"]))
+
+
+def time_uploads(port: int, request: bytes, plan: SlowPlan,
+                 sample: Callable[[], tuple[int, int, int]]) -> tuple[Load, list[tuple[int, int, int]]]:
+    """Send the plan's normal uploads one after another, spread over ``plan.spread`` s; ``sample`` before each."""
+    started, latencies, samples, failed = time.monotonic(), [], [], 0
+    for index in range(plan.normal):
+        time.sleep(max(0.0, started + index * plan.spread / plan.normal - time.monotonic()))
+        samples.append(sample())
+        status, ms = timed_send("127.0.0.1", port, request, plan.timeout)
+        latencies.append(ms)
+        failed += status != 200
+    return Load(plan.normal, time.monotonic() - started, latencies, failed, plan.normal), samples
+
+
+def slow_plans(args: argparse.Namespace) -> dict[str, SlowPlan]:
+    """Return the slow-clients plan of the threaded (3) and the sync (3s) server; none with ``--slow 0``."""
+    count = args.slow if args.slow is not None else (2 if args.smoke else 32)
+    if count <= 0:
+        return {}
+    from .config import load_settings  # imports no torch
+
+    grace = float(load_settings()["UPLOAD_GRACE"])
+    fetch = 2.0 if args.smoke else 10.0
+    threaded = SlowPlan(uploads=count, urls=count, normal=3 if args.smoke else 20, timeout=30.0,
+                        spread=0.0 if args.smoke else 2 * grace, fetch_timeout=fetch,
+                        give_up=max(grace, 3 * fetch) + 2)  # a fetch's whole deadline is 3 × its timeout
+    # Sync workers are all held by slow clients: every normal upload waits for its timeout; keep that short.
+    sync = replace(threaded, normal=3, timeout=2.0 if args.smoke else 10.0, spread=0.0)
+    return {THREADED: threaded, SYNC: sync}
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -366,6 +697,85 @@ def table(scenarios: list[Scenario], labels: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def versus_table(scenarios: list[Scenario], labels: Sequence[str]) -> str:
+    """Render images/s of the threaded server (3) over the sync one (3s), per image."""
+    named = {scenario.name: scenario for scenario in scenarios}
+    threaded, sync = named[THREADED], named[SYNC]
+    lines = ["| image | (3) threaded images/s | (3s) sync images/s | threaded ÷ sync | ≥ 0.95 "
+             "| CPU ms/image threaded / sync |",
+             "|---|---:|---:|---:|---|---:|"]
+    for label in labels:
+        new, old = threaded.loads[label], sync.loads[label]
+        ratio = new.rate / old.rate if old.rate else float("nan")
+        lines.append(f"| {label} | {new.rate:.1f} | {old.rate:.1f} | {ratio:.2f}× | {'yes' if ratio >= 0.95 else 'no'} "
+                     f"| {new.cpu_ms_per_image:.1f} / {old.cpu_ms_per_image:.1f} |")
+    return "\n".join(lines)
+
+
+def counted(outcomes: dict[str, int]) -> str:
+    """Render how slow sockets ended, commonest first: ``408 × 96, no answer × 2``."""
+    return ", ".join(f"{outcome} × {count}" for outcome, count in Counter(outcomes).most_common()) or "—"
+
+
+def slow_table(scenarios: list[Scenario]) -> str:
+    """Render the slow-clients measurement of each server that had one."""
+    configs = {THREADED: "threaded (now)", SYNC: "sync (before)"}
+    lines = ["| config | slow uploads held | slow URLs held | normal uploads answered 200 / sent | p50 ms | "
+             "p99 ms | max ms | slow uploads ended as | slow URLs ended as |",
+             "|---|---|---|---:|---:|---:|---:|---|---|"]
+    for scenario in scenarios:
+        if (slow := scenario.slow) is None:
+            continue
+        normal = slow.normal
+        lines.append(f"| {configs.get(scenario.name, scenario.name)} | {slow.held_uploads} of {slow.plan.uploads} "
+                     f"(re-opened: {slow.cuts}) | {slow.held_urls} of {slow.plan.urls} (being fetched: "
+                     f"{slow.fetching}; re-opened: {slow.url_restarts}) | {normal.total - normal.errors} / "
+                     f"{normal.total} | {normal.percentile(50):.0f} | {normal.percentile(99):.0f} | "
+                     f"{max(normal.latencies_ms):.0f} | {counted(slow.upload_ends)} | {counted(slow.url_ends)} |")
+    return "\n".join(lines)
+
+
+def slow_section(scenarios: list[Scenario]) -> str:
+    """Return the report's slow-clients paragraph and table, or nothing when it was not measured."""
+    plans = {scenario.name: scenario.slow.plan for scenario in scenarios if scenario.slow is not None}
+    if THREADED not in plans or SYNC not in plans:
+        return ""
+    threaded, sync = plans[THREADED], plans[SYNC]
+    spread = f", spread over {threaded.spread:g} s so they straddle the server's cuts" if threaded.spread else ""
+    return f"""
+**Slow clients.** On the servers of (3) and (3s), after their load (both started with
+`SNAKES_ALLOW_PRIVATE_URLS=true SNAKES_FETCH_TIMEOUT={threaded.fetch_timeout:g}`, otherwise the defaults), the bench
+holds {threaded.uploads} slow uploads open (headers announcing `Content-Length: {SLOW_UPLOAD_BYTES}` of multipart,
+then 1 byte a second) and {threaded.urls} slow URLs (`{{"url": "http://127.0.0.1:…/slow.jpg"}}`, whose image
+server, run by the bench, answers 200 `image/jpeg` and then sends 1 byte a second), opened in turn.
+A slow socket the server ends is re-opened at once (*re-opened* counts them), so that all stay held
+while {threaded.normal} normal uploads of the 1 MP JPEG go one after another, each on a new connection{spread},
+with a client timeout of {threaded.timeout:g} s (a timeout is a failure, its latency the timeout). The sync
+server gets only {sync.normal} normal uploads, with a {sync.timeout:g} s timeout: its workers are all held by
+slow clients, so every normal upload is expected to time out, and the cap keeps the bench short.
+*Held*: the fewest open when a normal upload started (*being fetched*: how many of the slow URLs
+the image server was then sending to, i.e. whose fetch the server had started). *Ended as*: how
+every slow socket ended, re-opened ones included — the status it got, or *no answer* when the bench
+gave up, {threaded.give_up:g} s after the first slow socket opened and at least 2 s after the last normal
+upload (*closed*/*reset*: the server closed it without an answer).
+Target for the threaded server: p99 < 1 s.
+
+{slow_table(scenarios)}
+"""
+
+
+def versus_section(scenarios: list[Scenario], labels: Sequence[str]) -> str:
+    """Return the report's threaded-vs-sync paragraph and table."""
+    return f"""
+**Threaded vs sync.** (3) and (3s) serve the same ONNX model with the same `gunicorn.conf.py`; (3s)
+adds `{' '.join(SYNC_ARGS)}` on gunicorn's command line (which overrides the file): the sync
+workers the server ran before the threaded one. images/s of (3) over (3s), same image, this run
+(target ≥ 0.95), and the CPU per image of both (steadier on a shared machine):
+
+{versus_table(scenarios, labels)}
+"""
+
+
 def report(scenarios: list[Scenario], labels: Sequence[str], args: argparse.Namespace, about: str,
            extra: str) -> str:
     """Return the whole docs/benchmarks.md text."""
@@ -380,11 +790,11 @@ Command: `{command.strip()}`
 **Method.** One run, the same model (`{args.model.name}` and its ONNX conversion) and the same
 generated images ({", ".join(labels)}). (1) `learn.predict(raw_bytes)` in one process, one image
 after another, torch's default threads: the baseline every fastai tutorial serves with. (2), (3)
-(and (4), the int8 export, with `--int8`): our gunicorn (`gunicorn.conf.py`, sync workers sized from
-the cores and memory) on loopback, loaded by a separate client process keeping {args.concurrency}
-requests in flight, each a multipart upload to `/api/v1/predict` on a new connection. Every
-measurement: {args.warmup:g} s warm-up, then {args.duration:g} s counted. Ratios are against (1) on
-the same image, in this run.
+(and (4), the int8 export, with `--int8`): our gunicorn (`gunicorn.conf.py`, threaded workers sized
+from the cores and memory; (3s): sync workers, see below) on loopback, loaded by a separate client
+process keeping {args.concurrency} requests in flight, each a multipart upload to `/api/v1/predict` on
+a new connection. Every measurement: {args.warmup:g} s warm-up, then {args.duration:g} s counted.
+Ratios are against (1) on the same image, in this run.
 *CPU ms/image* is the CPU time (user + system, every thread) the serving processes spent per image —
 for the servers the gunicorn master and workers, warm-up included; *CPU ×* is (1)'s CPU per image
 over this row's. On a machine shared with other work, images/s and latencies move with the
@@ -395,7 +805,7 @@ RSS is per worker after the load; start → first answer is from launching the p
 200 answer (for (1): to the first `learn.predict` result).
 
 {table(scenarios, labels)}
-{extra}"""
+{versus_section(scenarios, labels) if any(s.name == SYNC for s in scenarios) else ""}{slow_section(scenarios)}{extra}"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -422,6 +832,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks.md"), help="where to write the table")
     parser.add_argument("--smoke", action="store_true", help="tiny images, 0.3 s per measurement: checks it runs")
     parser.add_argument("--int8", action="store_true", help="also measure an int8 export and its accuracy vs fp32")
+    parser.add_argument("--slow", type=int, default=None, metavar="N",
+                        help="slow uploads and slow URLs (N of each) held open while normal uploads are timed, "
+                             "on the ONNX server threaded and sync (default 32, 2 with --smoke; 0: skip)")
     parser.add_argument("--role", choices=["bench", "baseline", "client"], default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
@@ -443,7 +856,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    """Run the three scenarios and write the report."""
+    """Run the scenarios (and the slow clients on the ONNX servers) and write the report."""
     if args.smoke:
         args.duration, args.warmup = 0.3, 0.1
     about = machine()
@@ -465,20 +878,25 @@ def bench(args: argparse.Namespace) -> int:
         first = Scenario("(1) learn.predict, in process", {k: Load(**v) for k, v in raw["loads"].items()},
                          raw["rss_mb"], raw["start_to_first_answer_s"], f"1 process × {torch_threads()} threads")
         scenarios = [first]
-        servers = [("(2) fastai backend, HTTP", args.model), ("(3) ONNX backend, HTTP", onnx_model)]
+        servers: list[tuple[str, Path, Sequence[str]]] = [
+            ("(2) fastai backend, HTTP", args.model, ()), (THREADED, onnx_model, ()), (SYNC, onnx_model, SYNC_ARGS)]
         extra = ""
         if args.int8:
             int8_model = work / "model-int8.onnx"
             print("quantizing to int8 ...", flush=True)
             subprocess.run([sys.executable, "-m", "snakes_web", "export-onnx", "--int8", str(args.model),
                             str(int8_model)], check=True, stdout=subprocess.DEVNULL)
-            servers.append(("(4) ONNX int8, HTTP", int8_model))
+            servers.append(("(4) ONNX int8, HTTP", int8_model, ()))
             extra = int8_accuracy(onnx_model, int8_model, images)
-        for index, (name, model) in enumerate(servers):
+        plans = slow_plans(args)
+        for index, (name, model, flags) in enumerate(servers):
             print(f"{name} ...", flush=True)
-            scenarios.append(serve(name, model, images, args, work / f"server-{index}.log"))
+            scenarios.append(serve(name, model, images, args, work / f"server-{index}.log", flags, plans.get(name)))
     text = report(scenarios, labels, args, about, extra=extra)
     print(table(scenarios, labels))
+    print(f"\n{versus_table(scenarios, labels)}")
+    if plans:
+        print(f"\n{slow_table(scenarios)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")

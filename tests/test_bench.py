@@ -22,12 +22,43 @@ def test_the_bench_images_are_what_it_says(tmp_path: Path) -> None:
             image.close()
 
 
-def test_the_bench_measures_all_three_scenarios_and_writes_the_table(tiny_export: Path, tmp_path: Path) -> None:
+def test_the_bench_measures_all_scenarios_and_writes_the_tables(tiny_export: Path, tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     assert main(["bench", "--model", str(tiny_export), "--smoke", "--out", str(out)]) == 0
     text = out.read_text()
-    for scenario in ("(1) learn.predict, in process", "(2) fastai backend, HTTP", "(3) ONNX backend, HTTP"):
-        assert sum(line.startswith(f"| {scenario} |") for line in text.splitlines()) == 4  # 3 images + memory
+    lines = text.splitlines()
+    for scenario in ("(1) learn.predict, in process", "(2) fastai backend, HTTP", "(3) ONNX backend, HTTP",
+                     "(3s) ONNX backend, HTTP, sync workers (before)"):
+        assert sum(line.startswith(f"| {scenario} |") for line in lines) == 4  # 3 images + memory
     assert "**Machine:**" in text and "× learn.predict" in text
-    rows = [line.split("|") for line in text.splitlines() if line.startswith("| (3)") and "JPEG" in line]
-    assert all(row[-2].strip() == "0" for row in rows)  # no failed requests
+    rows = [line.split("|") for line in lines if line.startswith(("| (3)", "| (3s)")) and "JPEG" in line]
+    assert len(rows) == 4 and all(row[-2].strip() == "0" for row in rows)  # no failed requests
+    order = [line.split("|")[1].strip() for line in lines if line.startswith("| (")]
+    assert order.index("(3s) ONNX backend, HTTP, sync workers (before)") == order.index("(3) ONNX backend, HTTP") + 3
+
+    assert "**Threaded vs sync.**" in text and "| image | (3) threaded images/s | (3s) sync images/s |" in text
+    versus = {row[0]: row for row in cells(lines, "| image | (3) threaded")}
+    assert set(versus) == {"1 MP JPEG", "12 MP JPEG", "PNG with alpha"}
+    assert all(row[3].endswith("×") for row in versus.values())
+
+    assert "**Slow clients.**" in text
+    slow = {row[0]: row for row in cells(lines, "| config | slow uploads held")}
+    assert set(slow) == {"threaded (now)", "sync (before)"}
+    for row in slow.values():
+        assert " of 2 " in row[1] and " of 2 " in row[2]  # smoke: 2 slow uploads and 2 slow URLs
+        assert row[7] != "—" and row[8] != "—"  # every slow socket's end is counted
+    threaded = slow["threaded (now)"]
+    assert threaded[1].startswith("2 of 2") and threaded[2].startswith("2 of 2 (being fetched: 2")  # all held
+    answered, sent = (int(n) for n in threaded[3].split(" / "))
+    assert sent == 3 and answered == sent  # slow clients held: the threaded server still answers every upload
+
+
+def cells(lines: list[str], header: str) -> list[list[str]]:
+    """Return the body rows of the Markdown table whose header starts with ``header``, as stripped cells."""
+    start = next(index for index, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows

@@ -95,9 +95,8 @@ def test_a_full_queue_is_refused_at_once_and_a_long_wait_after_the_timeout(kind:
     waiter.start()
     time.sleep(0.05)
     started = time.monotonic()
-    with pytest.raises(Overloaded) as refused:  # one running, one waiting: the queue is full
-        with gate_.admitted():
-            pass
+    with pytest.raises(Overloaded) as refused, gate_.admitted():  # one running, one waiting: the queue is full
+        pass
     assert time.monotonic() - started < 0.2 and refused.value.retry_after >= 1
     waiter.join()
     assert waiter_outcome == ["503"] and refusals == ["queue-full", "timeout"]
