@@ -64,11 +64,30 @@ class InferenceGate:
         self._locks: dict[int, threading.Semaphore] = {}
         self._locks_guard = threading.Lock()
         self._burst = _Burst()
+        self._here = 0  # requests of this process inside ``admitted``
+        self._here_lock = threading.Lock()
+
+    @property
+    def busy_here(self) -> int:
+        """Return how many requests of this process wait for or hold a slot (the worker's accept asks)."""
+        return self._here
 
     @contextlib.contextmanager
     def admitted(self, concurrency: int | None = None) -> Iterator[None]:
         """Hold an inference slot for the ``with`` block; ``concurrency``: the backend's per-process limit."""
         started = time.monotonic()
+        with self._here_lock:
+            self._here += 1
+        try:
+            with self._admitted(concurrency, started):
+                yield
+        finally:
+            with self._here_lock:
+                self._here -= 1
+
+    @contextlib.contextmanager
+    def _admitted(self, concurrency: int | None, started: float) -> Iterator[None]:
+        """Take the semaphores (and the process lock) in order; give them back in reverse."""
         if not self.semaphores.acquire(ADMITTED, 0):
             self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
         try:
