@@ -19,7 +19,8 @@ BENCH_ARGS ?=
 run: $(VENV)/.installed $(SNAKES_MODEL)
 	SNAKES_MODEL=$(SNAKES_MODEL) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-# Measure learn.predict vs our server on both backends; writes docs/benchmarks.md (a few minutes).
+# Measure learn.predict vs our server on both backends, threaded vs sync workers and slow clients;
+# writes docs/benchmarks.md (about 5 minutes).
 bench: $(VENV)/.installed $(MODEL)
 	$(BIN)/snakes-web bench --model $(MODEL) $(BENCH_ARGS)
 
