@@ -77,6 +77,7 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     except ModelLoadError as exc:
         server.log.error("snakes-web cannot start: %s", exc)
         sys.exit(1)
+    os.environ.pop(_MADE_HERE, None)  # a fresh master owns nothing yet (whatever its environment says)
     plan = _plan
     if server.cfg.workers != plan.workers:  # `--workers N` on the command line: share the cores anew
         plan = plan_from_settings({**_settings, "WORKERS": server.cfg.workers}, os.environ, _backend)
@@ -87,7 +88,9 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
 
 
 # --- the inference gate (issue 14): one semaphore set for all workers, made before they fork ---
-_gates_made_here: list[int] = []
+# What this master made, to remove on exit. In the environment, not in a module list: `kill -HUP`
+# runs this file again, and a list here would start empty, so the semaphores would outlive the server.
+_MADE_HERE = "SNAKES_WEB_MADE_BY_MASTER"
 
 
 def _make_gate(server, slots: int) -> None:  # type: ignore[no-untyped-def]
@@ -96,10 +99,10 @@ def _make_gate(server, slots: int) -> None:  # type: ignore[no-untyped-def]
 
     size = size_of(slots, _settings["QUEUE_LENGTH"], _settings["QUEUE_TIMEOUT"])
     semid = semaphores.create(size.values)
-    _gates_made_here.append(semid)
+    _note_made(f"gate:{semid}")
     os.environ[GATE_ENV] = handed(semid, size)
-    server.log.info("snakes-web: %d inference slot%s, at most %d waiting (%g s) before 503; "
-                    "%d threads per worker", size.slots, "" if size.slots == 1 else "s", size.queue,
+    server.log.info("snakes-web: %d inference slot%s (semaphore set %d), at most %d waiting (%g s) before "
+                    "503; %d threads per worker", size.slots, "" if size.slots == 1 else "s", semid, size.queue,
                     size.timeout, threads)
 
 
@@ -125,7 +128,6 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
 
 # --- Prometheus multiprocess mode (issue 6): workers write samples to files that /metrics adds up ---
 _METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_metrics_dir_made_here: list[str] = []
 
 
 def _prepare_metrics_dir(server) -> None:  # type: ignore[no-untyped-def]
@@ -146,7 +148,7 @@ def _prepare_metrics_dir(server) -> None:  # type: ignore[no-untyped-def]
             os.remove(stale)
     else:
         folder = tempfile.mkdtemp(prefix="snakes-web-metrics-")
-        _metrics_dir_made_here.append(folder)
+        _note_made(f"metrics:{folder}")
         os.environ[_METRICS_ENV] = folder
     server.log.info("snakes-web: Prometheus multiprocess folder %s", folder)
 
@@ -159,13 +161,21 @@ def child_exit(server, worker) -> None:  # type: ignore[no-untyped-def]
         multiprocess.mark_process_dead(worker.pid)
 
 
+def _note_made(thing: str) -> None:
+    """Remember, in this master's environment, something to remove when it exits."""
+    made = os.environ.get(_MADE_HERE, "")
+    os.environ[_MADE_HERE] = f"{made}\n{thing}" if made else thing
+
+
 def on_exit(server) -> None:  # type: ignore[no-untyped-def]
     """Remove the metrics folder and the gate's semaphores this run made for itself."""
     import shutil
 
-    for folder in _metrics_dir_made_here:
-        shutil.rmtree(folder, ignore_errors=True)
     from snakes_web import semaphores
 
-    for semid in _gates_made_here:
-        semaphores.remove(semid)
+    for thing in os.environ.pop(_MADE_HERE, "").splitlines():
+        kind, _, what = thing.partition(":")
+        if kind == "metrics":
+            shutil.rmtree(what, ignore_errors=True)
+        elif kind == "gate":
+            semaphores.remove(int(what))

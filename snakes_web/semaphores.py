@@ -121,6 +121,11 @@ class SharedSemaphores:
             if error != errno.EINTR:
                 raise OSError(error, "semtimedop: " + os.strerror(error))
 
+    @staticmethod
+    def exists(semid: int) -> bool:
+        """Tell whether semaphore set ``semid`` still exists."""
+        return int(_c().semctl(semid, 0, GETVAL, 0)) >= 0
+
     def value(self, index: int) -> int:
         """Return the free units of semaphore ``index`` (-1 when the set is gone)."""
         return int(_c().semctl(self.semid, index, GETVAL, 0))

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import requests
 
+from snakes_web.semaphores import SharedSemaphores
 from tests.conftest import DATA, ImageServer, Route, image_bytes
 from tests.held_app import MAGENTA
 from tests.test_gunicorn import running_gunicorn
@@ -286,6 +287,8 @@ def test_a_graceful_reload_under_load_loses_no_request(default_onnx: Path, tmp_p
         for thread in clients:
             thread.join()
     assert outcomes and set(outcomes) == {"200"}, Counter(outcomes)
+    [semid] = re.findall(r"semaphore set (\d+)", log.read_text())  # made once, at the first start ...
+    assert SharedSemaphores.exists(int(semid)) is False  # ... and removed on exit, even after the reload
 
 
 def test_a_killed_worker_loses_only_its_own_requests_and_gives_its_slots_back(
