@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,34 @@ def test_a_pdf_gets_an_error_that_reads_like_help(page: Any, site: Any) -> None:
     assert page.get_attribute("#problem", "role") == "alert"
     assert page.evaluate("document.activeElement.id") == "problem"
     assert page.locator(".result").count() == 0
+
+
+def test_a_busy_server_is_explained_as_busy_not_as_an_error(browser: Any) -> None:
+    """The one inference slot is held by another request: the page's photo gets the 503 and says why.
+
+    Its own page: the shared fixture fails on the console's "status of 503", expected here."""
+    from tests.test_gate import HeldPredictor
+
+    predictor = HeldPredictor()
+    app = create_app({"PREDICTOR": predictor, "QUEUE_TIMEOUT": 0.3})
+    with live_server(app) as base:
+        holder = threading.Thread(target=app.test_client().post, args=("/api/v1/predict",),
+                                  kwargs={"data": {"file": (io.BytesIO(image_bytes("PNG")), "x.png")}})
+        holder.start()
+        context = browser.new_context(viewport=DESKTOP)
+        try:
+            assert predictor.started.wait(10)
+            page = context.new_page()
+            page.goto(base)
+            page.set_input_files("#file", files=[{"name": "red.png", "mimeType": "image/png",
+                                                  "buffer": image_bytes("PNG")}])
+            problem = page.locator("#problem")
+            problem.wait_for(state="visible")
+            assert problem.inner_text().startswith("Lots of people are asking right now")
+        finally:
+            context.close()
+            predictor.release.set()
+            holder.join()
 
 
 def test_classifying_with_nothing_chosen_says_what_to_do(page: Any, site: Any) -> None:

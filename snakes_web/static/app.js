@@ -421,6 +421,13 @@
     "model-unavailable": function () {
       return "The classifier is not available right now. Please try again in a minute.";
     },
+    "overloaded": function () {
+      return "Lots of people are asking right now. Please try again in a few seconds.";
+    },
+    "request-timeout": function () {
+      return "Your photo took too long to arrive, so the server stopped waiting. " +
+        "Try again where the signal is better, or send a smaller photo.";
+    },
     "internal-error": function () {
       return "Something went wrong on our side. Please try again; if it keeps happening, send us the reference below.";
     }
