@@ -29,7 +29,8 @@ from gunicorn.workers import gthread
 
 from .config import load_settings
 from .exceptions import RequestTimeout
-from .gate import gate_of
+from .gate import EXTENSION_KEY as GATE_KEY
+from .gate import InferenceGate
 
 #: glibc gives each thread that allocates its own malloc arena (up to 8 per core), and the memory
 #: freed in one is not reused by another: measured with 64 threads under load, an ONNX worker's RSS
@@ -205,9 +206,15 @@ class ThreadWorker(gthread.ThreadWorker):
         idle: on the bench, 9% of the cores idle at 2 requests in flight. ``ACCEPT_DEFER`` s of
         precedence for an idle worker halve that; if none takes it, this worker accepts after all.
         """
-        if gate_of(self.wsgi).busy_here > 0:
+        gate = self._gate()
+        if gate is not None and gate.busy_here > 0:
             time.sleep(ACCEPT_DEFER)
         super().accept(listener)
+
+    def _gate(self) -> InferenceGate | None:
+        """Return the app's inference gate (None for an app that is not ``create_app``'s, e.g. wrapped)."""
+        extensions = getattr(self.wsgi, "extensions", None)
+        return extensions.get(GATE_KEY) if isinstance(extensions, dict) else None
 
     def enqueue_req(self, conn: Any) -> None:
         """Wrap a new connection's socket before its first request (TLS sockets are left as they are)."""
