@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask import Flask, Request
-from PIL import Image
 
 from .gate import gate_of
 from .images import thumbnail_jpeg
@@ -18,9 +17,8 @@ from .predictor import Prediction, concurrency_of, holder_of, needed_side
 
 @dataclass(frozen=True)
 class Classified:
-    """A request's decoded image, its predictions and, when asked for, a JPEG preview."""
+    """A request's predictions and, when asked for, a JPEG preview of its image."""
 
-    image: Image.Image
     predictions: list[Prediction]
     preview: bytes | None = None
 
@@ -36,4 +34,4 @@ def classify_request(app: Flask, request: Request, *, allow_json: bool, preview:
         with timed_inference(app):
             predictions = predictor.predict(image)
         thumbnail = thumbnail_jpeg(image) if preview else None
-    return Classified(image, predictions, thumbnail)
+    return Classified(predictions, thumbnail)

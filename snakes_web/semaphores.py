@@ -27,7 +27,6 @@ IPC_CREAT = 0o1000
 IPC_NOWAIT = 0o4000
 IPC_RMID = 0
 GETVAL = 12
-GETNCNT = 14
 SETVAL = 16
 SEM_UNDO = 0x1000
 
@@ -92,9 +91,9 @@ class SharedSemaphores:
     """A System V semaphore set opened by id; every change is undone by the kernel if this process dies."""
 
     def __init__(self, semid: int) -> None:
-        self.semid = semid
-        if self.value(0) < 0:
+        if not self.exists(semid):
             raise OSError(errno.EINVAL, f"no semaphore set {semid}")
+        self.semid = semid
 
     def acquire(self, index: int, timeout: float | None) -> bool:
         """Take one unit, waiting with the GIL released; retry after a signal with the time left."""
@@ -129,10 +128,6 @@ class SharedSemaphores:
     def value(self, index: int) -> int:
         """Return the free units of semaphore ``index`` (-1 when the set is gone)."""
         return int(_c().semctl(self.semid, index, GETVAL, 0))
-
-    def waiting(self, index: int) -> int:
-        """Return how many threads, in every process, wait on semaphore ``index``."""
-        return int(_c().semctl(self.semid, index, GETNCNT, 0))
 
 
 class ThreadSemaphores:
