@@ -52,10 +52,15 @@ def upload_too_large() -> PayloadTooLarge:
 
 
 def problem(error: SnakesError) -> dict[str, object]:
-    """Return the RFC 9457 problem document for ``error``."""
+    """Return the RFC 9457 problem document for ``error``, with this request's id."""
+    return problem_document(error, g.get("request_id", ""))
+
+
+def problem_document(error: SnakesError, request_id: str = "") -> dict[str, object]:
+    """Return the RFC 9457 problem document for ``error`` (also outside a request: the worker's 408)."""
     document: dict[str, object] = {"type": PROBLEM_TYPE + error.slug, "title": error.title,
                                    "status": error.status, "detail": error.detail,
-                                   "request_id": g.get("request_id", "")}
+                                   "request_id": request_id}
     detected = getattr(error, "detected", None)
     if detected:
         document["detected"] = detected  # what the file is instead, so a frontend can say it its way

@@ -74,39 +74,34 @@ class InferenceGate:
 
     @contextlib.contextmanager
     def admitted(self, concurrency: int | None = None) -> Iterator[None]:
-        """Hold an inference slot for the ``with`` block; ``concurrency``: the backend's per-process limit."""
-        started = time.monotonic()
-        with self._here_lock:
-            self._here += 1
-        try:
-            with self._admitted(concurrency, started):
-                yield
-        finally:
-            with self._here_lock:
-                self._here -= 1
+        """Hold an inference slot for the ``with`` block; ``concurrency``: the backend's per-process limit.
 
-    @contextlib.contextmanager
-    def _admitted(self, concurrency: int | None, started: float) -> Iterator[None]:
-        """Take the semaphores (and the process lock) in order; give them back in reverse."""
-        if not self.semaphores.acquire(ADMITTED, 0):
-            self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
-        try:
+        Takes, in order, a place in the queue (not waiting), the process lock if the backend has one,
+        then a slot (waiting until the queue timeout); gives them back in reverse.
+        """
+        started = time.monotonic()
+        with contextlib.ExitStack() as held:
+            with self._here_lock:
+                self._here += 1
+            held.callback(self._leave_here)
+            if not self.semaphores.acquire(ADMITTED, 0):
+                self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
+            held.callback(self.semaphores.release, ADMITTED)
             local = self._local(concurrency)
-            if local is not None and not local.acquire(timeout=self.size.timeout):
-                self._refuse("timeout", f"a request waited {self.size.timeout:g} s for the model")
-            try:
-                left = self.size.timeout - (time.monotonic() - started)
-                if not self.semaphores.acquire(RUNNING, max(left, 0.001)):
+            if local is not None:
+                if not local.acquire(timeout=self.size.timeout):
                     self._refuse("timeout", f"a request waited {self.size.timeout:g} s for the model")
-                try:
-                    yield
-                finally:
-                    self.semaphores.release(RUNNING)
-            finally:
-                if local is not None:
-                    local.release()
-        finally:
-            self.semaphores.release(ADMITTED)
+                held.callback(local.release)
+            left = self.size.timeout - (time.monotonic() - started)
+            if not self.semaphores.acquire(RUNNING, max(left, 0.001)):
+                self._refuse("timeout", f"a request waited {self.size.timeout:g} s for the model")
+            held.callback(self.semaphores.release, RUNNING)
+            yield
+
+    def _leave_here(self) -> None:
+        """Count one request of this process out of the gate."""
+        with self._here_lock:
+            self._here -= 1
 
     def check_room(self) -> None:
         """Refuse at once, before its body is read, a request that would find the queue full now.
@@ -118,7 +113,7 @@ class InferenceGate:
             self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
 
     def retry_after(self) -> int:
-        """Return the seconds a refused client should wait: the time to drain the queue, at least 1."""
+        """Return the seconds a refused client should wait: a quarter of the queue timeout, at least 1."""
         return max(1, math.ceil(self.size.timeout / 4))
 
     def _local(self, concurrency: int | None) -> threading.Semaphore | None:

@@ -21,6 +21,7 @@ import contextlib
 import json
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,7 @@ from gunicorn.workers import gthread
 
 from .config import load_settings
 from .exceptions import RequestTimeout
-from .gate import EXTENSION_KEY as GATE_KEY
-from .gate import InferenceGate
+from .gate import InferenceGate, gate_of
 
 #: glibc gives each thread that allocates its own malloc arena (up to 8 per core), and the memory
 #: freed in one is not reused by another: measured with 64 threads under load, an ONNX worker's RSS
@@ -123,17 +123,20 @@ class PacedSocket:
 
     def send(self, data: bytes, *flags: int) -> int:
         """Send, within the answer's time limit."""
-        self._sock.settimeout(SEND_TIMEOUT if self._outer is None else min(SEND_TIMEOUT, self._outer))
-        try:
+        with self._sending():
             return self._sock.send(data, *flags)
-        finally:
-            self._sock.settimeout(self._outer)
 
     def sendall(self, data: bytes, *flags: int) -> None:
         """Send all of ``data``, within the answer's time limit."""
+        with self._sending():
+            self._sock.sendall(data, *flags)
+
+    @contextlib.contextmanager
+    def _sending(self) -> Iterator[None]:
+        """Hold the answer's time limit (or gunicorn's, if shorter) for one send."""
         self._sock.settimeout(SEND_TIMEOUT if self._outer is None else min(SEND_TIMEOUT, self._outer))
         try:
-            self._sock.sendall(data, *flags)
+            yield
         finally:
             self._sock.settimeout(self._outer)
 
@@ -213,8 +216,10 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def _gate(self) -> InferenceGate | None:
         """Return the app's inference gate (None for an app that is not ``create_app``'s, e.g. wrapped)."""
-        extensions = getattr(self.wsgi, "extensions", None)
-        return extensions.get(GATE_KEY) if isinstance(extensions, dict) else None
+        try:
+            return gate_of(self.wsgi)
+        except (AttributeError, KeyError, TypeError):
+            return None
 
     def enqueue_req(self, conn: Any) -> None:
         """Wrap a new connection's socket before its first request (TLS sockets are left as they are)."""
@@ -241,11 +246,10 @@ class ThreadWorker(gthread.ThreadWorker):
         if not isinstance(exc, RequestTimeout):
             super().handle_error(req, client, addr, exc)
             return
-        from .errors import PROBLEM_TYPE
+        from .errors import problem_document
 
         self.log.info("408: a request from %s arrived too slowly", (addr or ("?",))[0])
-        body = json.dumps({"type": PROBLEM_TYPE + RequestTimeout.slug, "title": RequestTimeout.title,
-                           "status": RequestTimeout.status, "detail": TOO_SLOW}).encode()
+        body = json.dumps(problem_document(exc)).encode()  # no request id yet: the headers were not in
         head = (f"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/problem+json"
                 f"\r\nContent-Length: {len(body)}\r\n\r\n").encode()
         with contextlib.suppress(OSError):
