@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 
 from .exceptions import ModelLoadError
+from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
 from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
 from .quiet import quiet
 
@@ -29,6 +30,9 @@ class FastaiPredictor:
         self.name = name or getattr(self._learner.model, "model_name", "") or path.stem
         self.input_size = _input_size(self._learner)
         self.min_side = _min_side(self._learner)
+        self._steps = _steps(self._learner)
+        self._cam = _cam_of(self._learner, self.input_size)
+        self.explains_with = "cam" if self._cam is not None else "occlusion"
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Run ``Learner.predict`` on an RGB image."""
@@ -42,6 +46,38 @@ class FastaiPredictor:
             with torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
                 _, _, probabilities = self._learner.predict(item)
         return ranked(self.labels, probabilities.tolist())
+
+    def explain(self, image: Image.Image, label: str | None = None) -> tuple[list[Prediction], Heatmap]:
+        """Predict, and map where the model looked for ``label`` (None: the top class): CAM or occlusion."""
+        import torch
+
+        with self._lock:
+            with quiet():
+                from fastai.vision.core import PILImage
+            item = PILImage.create(image if image.mode == "RGB" else image.convert("RGB"))
+            with torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
+                batch = self._learner.dls.test_dl([item]).one_batch()[0].as_subclass(torch.Tensor).float().cpu()
+                if self._cam is not None:
+                    scores, maps = self._cam(batch)
+                    probabilities = self._activate(scores)[0]
+                else:
+                    maps, probabilities = None, self._activate(self._learner.model(batch))[0]
+                predictions = ranked(self.labels, probabilities.tolist())
+                index = self.labels.index(label or predictions[0].label)
+                if maps is not None:
+                    grid, method = normalised(maps[0, index].numpy()), "cam"
+                else:
+                    def run(inputs: Any) -> Any:
+                        return self._activate(self._learner.model(torch.from_numpy(inputs))).numpy()
+
+                    grid, method = occlusion_grid(run, batch.numpy(), index), "occlusion"
+        box = footprint(self._steps, image.size) if self._steps else (0.0, 0.0, 1.0, 1.0)
+        return predictions, Heatmap(self.labels[index], method, grid, box)
+
+    def _activate(self, scores: Any) -> Any:
+        """Apply what ``get_preds`` applies to the network's output (the loss function's activation)."""
+        activation = getattr(self._learner.loss_func, "activation", None)
+        return activation(scores) if activation is not None else scores
 
     def describe(self) -> dict[str, Any]:
         """Return the model's name, backend, input size and labels."""
@@ -120,3 +156,27 @@ def _min_side(learner: Any) -> int | None:
     from .transforms import needed_side
 
     return needed_side(steps)
+
+
+def _steps(learner: Any) -> list[dict[str, Any]]:
+    """Return the prediction-time resize/crop steps, to place heatmaps on the photo ([] when unknown)."""
+    from .onnx_export import UnsupportedExport, preprocessing_of
+
+    try:
+        steps: list[dict[str, Any]] = preprocessing_of(learner)["steps"]
+    except UnsupportedExport:
+        return []
+    return steps
+
+
+def _cam_of(learner: Any, input_size: list[int] | None) -> Any:
+    """Return the network wrapped for exact class activation maps, or None (then occlusion explains)."""
+    import torch
+
+    from .cam import checked_cam_network
+
+    height, width = input_size or [224, 224]
+    try:
+        return checked_cam_network(learner.model, torch.zeros(1, 3, height, width))
+    except Exception:  # noqa: BLE001 - a network that fails on the probe simply gets occlusion
+        return None

@@ -13,12 +13,15 @@ import numpy as np
 from PIL import Image
 
 from .exceptions import ModelLoadError
+from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
 from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
 from .transforms import PAD_MODES, RESAMPLES, RESIZE_METHODS, apply_steps, needed_side, to_input
 
 #: Version of the metadata layout ``onnx_export`` writes; files of another layout are refused.
 METADATA_FORMAT = "1"
 ACTIVATIONS = ("softmax", "sigmoid", "none")
+#: The optional second output ``export-onnx`` writes: N × classes × h × w class activation maps.
+CAM_OUTPUT = "cam"
 
 
 class OnnxPredictor:
@@ -37,6 +40,11 @@ class OnnxPredictor:
         self._div, self._mean, self._std = meta["div"], meta["mean"], meta["std"]
         self._activation: str = meta["activation"]
         self.input_name: str = self._session.get_inputs()[0].name
+        outputs = [output.name for output in self._session.get_outputs()]
+        self._scores_output = outputs[0]
+        # The class activation maps, when `export-onnx` could add them (see cam.py); else occlusion.
+        self._cam_output = CAM_OUTPUT if CAM_OUTPUT in outputs[1:] else None
+        self.explains_with = "cam" if self._cam_output else "occlusion"
         self.min_side = needed_side(self._steps)
         self.quantization: str = meta["quantization"]
 
@@ -47,8 +55,29 @@ class OnnxPredictor:
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Preprocess like fastai, run the network, apply the loss function's activation."""
-        scores = self._session.run(None, {self.input_name: self.prepare(image)})[0][0]
+        scores = self._session.run([self._scores_output], {self.input_name: self.prepare(image)})[0][0]
         return ranked(self.labels, _activate(scores, self._activation).tolist())
+
+    def explain(self, image: Image.Image, label: str | None = None) -> tuple[list[Prediction], Heatmap]:
+        """Predict, and map where the model looked for ``label`` (None: the top class): CAM or occlusion."""
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        batch = self.prepare(rgb)
+        if self._cam_output:
+            scores, maps = self._session.run([self._scores_output, self._cam_output], {self.input_name: batch})
+        else:
+            scores, maps = self._session.run([self._scores_output], {self.input_name: batch})[0], None
+        predictions = ranked(self.labels, _activate(scores[0], self._activation).tolist())
+        index = self.labels.index(label or predictions[0].label)
+        if maps is not None:
+            grid, method = normalised(maps[0, index]), "cam"
+        else:
+            grid, method = occlusion_grid(self._probabilities, batch, index), "occlusion"
+        return predictions, Heatmap(self.labels[index], method, grid, footprint(self._steps, rgb.size))
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Run a batch of inputs; return each row's probabilities."""
+        scores = self._session.run([self._scores_output], {self.input_name: batch})[0]
+        return np.stack([_activate(row, self._activation) for row in scores])
 
     def describe(self) -> dict[str, Any]:
         """Return the model's name, backend, input size and labels."""

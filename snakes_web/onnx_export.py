@@ -161,20 +161,29 @@ def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
         partial = Path(scratch) / destination.name
-        _torch_to_onnx(model, example, partial, opset)
+        _torch_to_onnx(*_with_cam(model, example), example, partial, opset)
         _write_metadata(partial, metadata)
         partial.replace(destination)
     return metadata
 
 
-def _torch_to_onnx(model: Any, example: Any, path: Path, opset: int) -> None:
+def _with_cam(model: Any, example: Any) -> tuple[Any, list[str]]:
+    """Return the network to export and its output names: with the class activation maps when exact."""
+    from .cam import checked_cam_network
+    from .onnx_backend import CAM_OUTPUT
+
+    wrapper = checked_cam_network(model, example)
+    return (model, ["output"]) if wrapper is None else (wrapper, ["output", CAM_OUTPUT])
+
+
+def _torch_to_onnx(model: Any, output_names: list[str], example: Any, path: Path, opset: int) -> None:
     """Export with torch's ``torch.export``-based exporter (the TorchScript one is deprecated), batch dynamic."""
     import torch
 
     batch = torch.export.Dim("batch", min=1, max=1024)
     try:
         with quiet():  # the exporter reports its progress on stdout
-            program = torch.onnx.export(model, (example,), input_names=["input"], output_names=["output"],
+            program = torch.onnx.export(model, (example,), input_names=["input"], output_names=output_names,
                                         dynamic_shapes=({0: batch},), opset_version=opset, dynamo=True,
                                         external_data=False, verbose=False)
             assert program is not None  # dynamo=True always returns a program

@@ -43,10 +43,15 @@ class SnakeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fold ImageNet log-probabilities into the snake classes and one 'not a snake' class."""
-        logp = torch.log_softmax(self.backbone(x), dim=1)
-        snakes = logp[:, FIRST_SNAKE:LAST_SNAKE + 1]
-        rest = torch.cat([logp[:, :FIRST_SNAKE], logp[:, LAST_SNAKE + 1:]], dim=1)
-        return torch.cat([snakes, torch.logsumexp(rest, dim=1, keepdim=True)], dim=1)
+        return fold(self.backbone(x))
+
+
+def fold(logits: torch.Tensor) -> torch.Tensor:
+    """Turn ImageNet logits into SnakeNet's 18 log-probabilities (17 snakes, then all the rest)."""
+    logp = torch.log_softmax(logits, dim=1)
+    snakes = logp[:, FIRST_SNAKE:LAST_SNAKE + 1]
+    rest = torch.cat([logp[:, :FIRST_SNAKE], logp[:, LAST_SNAKE + 1:]], dim=1)
+    return torch.cat([snakes, torch.logsumexp(rest, dim=1, keepdim=True)], dim=1)
 
 
 def pretrained_backbone() -> nn.Module:
