@@ -37,7 +37,7 @@ def register_limits(app: Flask) -> None:
     # 64 KB chunk it reads plus the bytes it holds back, file parts included: at 64 KB every upload
     # over 64 KB got a 413. Twice the chunk size caps text fields and lets files through.
     app.config["MAX_FORM_MEMORY_SIZE"] = 256 * 1024
-    app.config["MAX_FORM_PARTS"] = 16
+    app.config["MAX_FORM_PARTS"] = 16 + app.config["MAX_FILES"]  # a batch of photos is one part each
 
 
 def register_predictor(app: Flask) -> None:

@@ -5,20 +5,32 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
-from .classify import classify_request
+from .batch import classify_batch, is_batch
+from .classify import Classified, classify_request
+from .errors import problem
+from .exceptions import SnakesError
 from .predictor import holder_of
-from .results import parse_top, result_payload
+from .results import parse_explain, parse_top, result_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 @bp.post("/predict")
 def predict() -> dict[str, Any]:
-    """Classify an uploaded file (`file`), a form field `url`, or a JSON body {"url": ...}."""
+    """Classify an uploaded file (`file`), a form field `url`, or a JSON body {"url": ...}; or several."""
     predictor = holder_of(current_app).get()
     top = parse_top(request.args.get("top"), len(predictor.labels))
-    result = classify_request(current_app, request, allow_json=True)
-    return result_payload(result.predictions, predictor.describe(), top)
+    explain = parse_explain(request.args.get("explain"), predictor.labels)
+    if is_batch(request):
+        return batch_payload(classify_batch(current_app, request, explain=explain), predictor.describe(), top)
+    result = classify_request(current_app, request, allow_json=True, explain=explain)
+    return result_payload(result.predictions, predictor.describe(), top, result.heatmap)
+
+
+def batch_payload(results: list[Classified | SnakesError], model: dict[str, Any], top: int) -> dict[str, Any]:
+    """Return one entry per input, in order: its result, or its problem document."""
+    return {"results": [problem(item) if isinstance(item, SnakesError)
+                        else result_payload(item.predictions, model, top, item.heatmap) for item in results]}
 
 
 @bp.get("/model")

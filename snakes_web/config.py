@@ -113,6 +113,13 @@ SETTINGS: tuple[Setting, ...] = (
             "0 means four per slot."),
     Setting("QUEUE_TIMEOUT", 5.0, float,
             "Seconds a request may wait for an inference slot before it gets 503."),
+    # --- issue 17: many photos at once, the answers that matter ---
+    Setting("MAX_FILES", 8, int,
+            "Photos (`file` parts, or `url` fields) one request may carry; more gets 413. The whole "
+            "request still stays under `MAX_UPLOAD_BYTES`."),
+    Setting("SHOW_ABOVE", 0.01, float,
+            "Probability a class needs for the page to list it with the answer (the top 3 always are; "
+            "the rest are one click away)."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).

@@ -173,3 +173,13 @@ def render_png(heatmap: Heatmap, image_size: tuple[int, int], long_side: int = P
 def data_url(png: bytes) -> str:
     """Return a PNG as a data: URL, ready for an <img src>."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def explained(predictor: Any, image: Image.Image, label: str | None) -> tuple[list[Any], Heatmap]:
+    """Predict and map ``label`` (None: the top class) with the predictor's own ``explain``, else by occlusion."""
+    explain = getattr(predictor, "explain", None)  # optional: fakes and third-party predictors may lack it
+    if explain is not None:
+        predictions, heatmap = explain(image, label)
+        return list(predictions), heatmap
+    predictions = list(predictor.predict(image))
+    return predictions, occlusion_by_predict(predictor.predict, image, label or predictions[0].label)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .exceptions import BadRequest
@@ -21,8 +22,42 @@ def parse_top(raw: str | None, available: int) -> int:
 
 
 def result_payload(predictions: Sequence[Prediction], model: dict[str, Any],
-                   top: int | None = None) -> dict[str, Any]:
-    """Return the response body: predictions (most likely first) and what model made them."""
+                   top: int | None = None, heatmap: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Return the response body: predictions (most likely first), what model made them, and any heatmap."""
     shown = predictions[:top] if top is not None else predictions
     summary = {key: model[key] for key in ("name", "backend", "labels", "input_size") if key in model}
-    return {"predictions": [p.as_dict() for p in shown], "model": summary}
+    body: dict[str, Any] = {"predictions": [p.as_dict() for p in shown], "model": summary}
+    if heatmap is not None:
+        body["heatmap"] = heatmap
+    return body
+
+
+# --- issue 17: heatmaps on request, the answers that matter --------------------------------------
+
+#: ``?explain=`` values that mean "the top class" (any other value must be one of the model's labels).
+EXPLAIN_TOP = ("top", "true", "1")
+
+
+@dataclass(frozen=True)
+class ExplainRequest:
+    """A heatmap was asked for: for ``label``, or for the top class when None."""
+
+    label: str | None = None
+
+
+def parse_explain(raw: str | None, labels: Sequence[str]) -> ExplainRequest | None:
+    """Read the ``explain`` query parameter: absent means no heatmap; a label, or top, names the class."""
+    if raw is None or raw == "":
+        return None
+    if raw in labels:
+        return ExplainRequest(raw)
+    if raw.lower() in EXPLAIN_TOP:
+        return ExplainRequest(None)
+    raise BadRequest("`explain` must be `top` or one of the model's labels (GET /api/v1/model lists them).")
+
+
+def answers_that_matter(predictions: Sequence[dict[str, Any]], above: float,
+                        at_least: int = 3) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split predictions (most likely first) into those the page shows and the rest, one click away."""
+    count = max(at_least, sum(1 for p in predictions if p["probability"] > above))
+    return list(predictions[:count]), list(predictions[count:])

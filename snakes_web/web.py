@@ -7,11 +7,13 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .classify import classify_request
+from .batch import FORMS, classify_batch, is_batch
+from .classify import Classified, classify_data, classify_request
 from .errors import error_headers, log_server_error
-from .exceptions import SnakesError
+from .examples import EXAMPLES, example_bytes
+from .exceptions import BadRequest, SnakesError
 from .predictor import holder_of
-from .results import NEGATIVE_LABEL, result_payload
+from .results import NEGATIVE_LABEL, ExplainRequest, answers_that_matter, result_payload
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
@@ -25,22 +27,56 @@ def index() -> str:
 
 @bp.post("/")
 def classify() -> tuple[str, int, dict[str, str]]:
-    """Classify the posted photo or URL and render the result, or the form with the error."""
+    """Classify the posted photo(s), URL or example and render a card each, or the form with the error."""
     model = holder_of(current_app).get().describe()
     try:
-        classified = classify_request(current_app, request, allow_json=False, preview=True)
+        if is_batch(request):
+            outcomes = classify_batch(current_app, request, preview=True, explain=PAGE_EXPLAINS)
+            for item in outcomes:
+                if isinstance(item, SnakesError):
+                    log_server_error(item)
+            cards = [_card(item, model) for item in outcomes]
+        else:
+            cards = [_card(_classify_one(), model)]
     except SnakesError as error:
         log_server_error(error)
         return _page(model=model, url=_posted_url(), error=error), error.status, error_headers(error)
-    result = result_payload(classified.predictions, model)
-    preview = base64.b64encode(classified.preview or b"").decode("ascii")
-    return _page(model=model, url=_posted_url(), result=result, preview=preview), 200, {}
+    return _page(model=model, url=_posted_url(), cards=cards), 200, {}
+
+
+#: The page always asks for the top class's heatmap: each card has the toggle that shows it.
+PAGE_EXPLAINS = ExplainRequest(None)
+
+
+def _classify_one() -> Classified:
+    """Classify the one posted photo or URL, or the example photo the visitor clicked."""
+    try:
+        example = request.form.get("example", "") if request.mimetype in FORMS else ""
+    except RequestEntityTooLarge:
+        example = ""  # classify_request reports the 413
+    if example:
+        data = example_bytes(example)
+        if data is None:
+            raise BadRequest("There is no example photo of that name.")
+        return classify_data(current_app, data, preview=True, explain=PAGE_EXPLAINS)
+    return classify_request(current_app, request, allow_json=False, preview=True, explain=PAGE_EXPLAINS)
+
+
+def _card(item: Classified | SnakesError, model: dict[str, Any]) -> dict[str, Any]:
+    """Return what one result card shows: the answer (or the problem) and the preview."""
+    if isinstance(item, SnakesError):
+        return {"error": item}
+    result = result_payload(item.predictions, model, heatmap=item.heatmap)
+    shown, rest = answers_that_matter(result["predictions"], current_app.config["SHOW_ABOVE"])
+    preview = base64.b64encode(item.preview or b"").decode("ascii")
+    return {"result": result, "shown": shown, "rest": rest, "preview": preview}
 
 
 def _page(**context: Any) -> str:
     """Render the page with the settings its script and its notes need."""
     return render_template("index.html", unsure_below=current_app.config["UNSURE_BELOW"],
-                           negative_label=NEGATIVE_LABEL, **context)
+                           negative_label=NEGATIVE_LABEL, show_above=current_app.config["SHOW_ABOVE"],
+                           max_files=current_app.config["MAX_FILES"], examples=EXAMPLES, **context)
 
 
 def _posted_url() -> str:
