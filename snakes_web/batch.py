@@ -31,7 +31,7 @@ def is_batch(request: Request) -> bool:
     try:
         return len(_files(request)) > 1 or len(_urls(request)) > 1
     except RequestEntityTooLarge:
-        return False  # the single-input path reports the 413 as it always has
+        raise upload_too_large() from None  # Werkzeug parses a form once: a later read would find it empty
 
 
 def classify_batch(app: Flask, request: Request, *, preview: bool = False,

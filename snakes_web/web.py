@@ -31,7 +31,7 @@ def classify() -> tuple[str, int, dict[str, str]]:
     model = holder_of(current_app).get().describe()
     try:
         if is_batch(request):
-            outcomes = classify_batch(current_app, request, preview=True, explain=PAGE_EXPLAINS)
+            outcomes = classify_batch(current_app, request, preview=True, explain=_explain())
             for item in outcomes:
                 if isinstance(item, SnakesError):
                     log_server_error(item)
@@ -44,8 +44,18 @@ def classify() -> tuple[str, int, dict[str, str]]:
     return _page(model=model, url=_posted_url(), cards=cards), 200, {}
 
 
-#: The page always asks for the top class's heatmap: each card has the toggle that shows it.
-PAGE_EXPLAINS = ExplainRequest(None)
+def _explain() -> ExplainRequest | None:
+    """Return the top class's heatmap request when the form's "where the model looked" box is ticked."""
+    try:
+        wanted = request.mimetype in FORMS and bool(request.form.get("explain"))
+    except RequestEntityTooLarge:
+        wanted = False  # classify_request reports the 413
+    return ExplainRequest(None) if wanted else None
+
+
+def _explains_cheaply() -> bool:
+    """Tell whether the model maps where it looked in the same pass (CAM), not by occlusion (many passes)."""
+    return getattr(holder_of(current_app).get(), "explains_with", "") == "cam"
 
 
 def _classify_one() -> Classified:
@@ -58,8 +68,8 @@ def _classify_one() -> Classified:
         data = example_bytes(example)
         if data is None:
             raise BadRequest("There is no example photo of that name.")
-        return classify_data(current_app, data, preview=True, explain=PAGE_EXPLAINS)
-    return classify_request(current_app, request, allow_json=False, preview=True, explain=PAGE_EXPLAINS)
+        return classify_data(current_app, data, preview=True, explain=_explain())
+    return classify_request(current_app, request, allow_json=False, preview=True, explain=_explain())
 
 
 def _card(item: Classified | SnakesError, model: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +86,8 @@ def _page(**context: Any) -> str:
     """Render the page with the settings its script and its notes need."""
     return render_template("index.html", unsure_below=current_app.config["UNSURE_BELOW"],
                            negative_label=NEGATIVE_LABEL, show_above=current_app.config["SHOW_ABOVE"],
-                           max_files=current_app.config["MAX_FILES"], examples=EXAMPLES, **context)
+                           max_files=current_app.config["MAX_FILES"], examples=EXAMPLES,
+                           explain_by_default=_explains_cheaply(), **context)
 
 
 def _posted_url() -> str:

@@ -1,6 +1,7 @@
 // snakes-web: the page, enhanced. Without this file the form posts and the server renders the result;
-// with it, a photo can be dropped anywhere, pasted, picked or taken with the camera, a URL pasted,
-// and the answer appears in place. No framework, no inline code (the page's CSP forbids it).
+// with it, photos can be dropped anywhere, pasted, picked or taken with the camera, URLs pasted, an
+// example clicked, and each photo gets its own card in place, as soon as its answer is back.
+// No framework, no inline code (the page's CSP forbids it).
 (function () {
   "use strict";
 
@@ -12,6 +13,10 @@
   var API = form.getAttribute("data-api");
   var THRESHOLD = parseFloat(form.getAttribute("data-confidence-threshold")) || 0;
   var NEGATIVE = form.getAttribute("data-negative-label") || "";
+  var SHOW_ABOVE = parseFloat(form.getAttribute("data-show-above")) || 0;
+  var MAX_FILES = parseInt(form.getAttribute("data-max-files"), 10) || 8;
+  var AT_LEAST = 3; // the page always lists the top 3 (results.answers_that_matter)
+  var AT_ONCE = 2; // photos of one batch sent at the same time
   var MAX_SIDE = 1600; // longest side sent when a photo is downscaled; the model sees far less
   var fileInput = document.getElementById("file");
   var cameraInput = document.getElementById("camera");
@@ -20,10 +25,12 @@
   var outcome = document.getElementById("outcome");
   var problem = document.getElementById("problem");
   var overlay = document.getElementById("drop-overlay");
+  var examples = document.getElementById("examples");
+  var explainBox = document.getElementById("explain");
 
-  var chosen = null; // the File to send; null means "send the URL"
-  var previewUrl = null;
-  var inFlight = null;
+  var chosen = []; // the Files to send; empty means "send the URL"
+  var previewUrls = [];
+  var inFlight = [];
   var latest = 0;
 
   document.documentElement.classList.add("js");
@@ -32,30 +39,30 @@
     cameraInput.closest(".field").hidden = false; // phones and tablets: a button straight to the camera
   }
 
-  // --- choosing a photo or a URL -------------------------------------------------------------
+  // --- choosing photos or URLs ---------------------------------------------------------------
 
   fileInput.addEventListener("change", function () {
-    if (fileInput.files && fileInput.files[0]) { choose(fileInput.files[0]); }
+    if (fileInput.files && fileInput.files.length) { choose(Array.prototype.slice.call(fileInput.files)); }
   });
   cameraInput.addEventListener("change", function () {
-    if (cameraInput.files && cameraInput.files[0]) { choose(cameraInput.files[0]); }
+    if (cameraInput.files && cameraInput.files[0]) { choose([cameraInput.files[0]]); }
   });
   urlInput.addEventListener("input", function () {
-    if (urlInput.value.trim()) { forgetFile(); }
+    if (urlInput.value.trim()) { forgetFiles(); }
   });
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     classify();
   });
 
-  function choose(file) {
+  function choose(files) {
     urlInput.value = "";
-    chosen = file;
+    chosen = files;
     classify();
   }
 
-  function forgetFile() {
-    chosen = null;
+  function forgetFiles() {
+    chosen = [];
     fileInput.value = "";
     cameraInput.value = "";
   }
@@ -87,116 +94,176 @@
     overlay.hidden = true;
     var data = event.dataTransfer;
     if (!data) { return; }
-    var file = firstFile(data.files);
-    var link = (data.getData && (data.getData("text/uri-list") || data.getData("text/plain")) || "").trim();
-    if (file) {
+    var files = fileList(data.files);
+    var links = addresses(data.getData && (data.getData("text/uri-list") || data.getData("text/plain")) || "");
+    if (files.length) {
       event.preventDefault();
-      choose(file);
-    } else if (/^https?:\/\//i.test(link) && event.target !== urlInput) {
+      choose(files);
+    } else if (links.length && event.target !== urlInput) {
       event.preventDefault(); // an image dragged from another tab arrives as its address
-      useUrl(link.split(/\s+/)[0]);
+      useUrls(links.slice(0, 1));
     }
   });
 
-  // Paste a photo (a screenshot, a copied image) or an address anywhere but in a text field.
+  // Paste photos (a screenshot, copied images) or addresses anywhere but in a text field.
   document.addEventListener("paste", function (event) {
     var data = event.clipboardData;
     if (!data) { return; }
-    var file = firstFile(data.files);
-    if (!file && data.items) {
-      for (var i = 0; i < data.items.length && !file; i += 1) {
-        if (data.items[i].kind === "file") { file = data.items[i].getAsFile(); }
+    var files = fileList(data.files);
+    if (!files.length && data.items) {
+      for (var i = 0; i < data.items.length; i += 1) {
+        if (data.items[i].kind === "file") { files.push(data.items[i].getAsFile()); }
       }
     }
-    if (file && /^image\//.test(file.type)) {
+    files = files.filter(function (file) { return file && /^image\//.test(file.type); });
+    if (files.length) {
       event.preventDefault();
-      choose(file);
+      choose(files);
       return;
     }
     var text = (data.getData("text/plain") || "").trim();
     var typing = event.target === urlInput || (event.target && event.target.isContentEditable);
-    if (!typing && /^https?:\/\/\S+$/i.test(text)) {
-      event.preventDefault();
-      useUrl(text);
+    var links = addresses(text);
+    if (!typing && links.length && links.join(" ") === text.split(/\s+/).join(" ")) {
+      event.preventDefault(); // one address, or several (one per line): a card each
+      useUrls(links);
     }
   });
 
-  function firstFile(files) {
-    return files && files.length ? files[0] : null;
+  function fileList(files) {
+    return files && files.length ? Array.prototype.slice.call(files) : [];
   }
 
-  function useUrl(url) {
-    urlInput.value = url;
-    forgetFile();
-    classify();
+  function addresses(text) {
+    return text.trim().split(/\s+/).filter(function (word) { return /^https?:\/\/\S+$/i.test(word); });
+  }
+
+  function useUrls(urls) {
+    urlInput.value = urls[0];
+    forgetFiles();
+    classify(urls);
+  }
+
+  // An example photo: fetched from our own static files, then sent like a photo the visitor picked.
+  if (examples) {
+    examples.addEventListener("click", function (event) {
+      var target = event.target.closest && event.target.closest("button.example");
+      if (!target || !window.fetch) { return; }
+      event.preventDefault();
+      var name = target.value;
+      fetch(target.getAttribute("data-src")).then(function (response) {
+        if (!response.ok) { throw new Error("status " + response.status); }
+        return response.blob();
+      }).then(function (blob) {
+        choose([new File([blob], name, { type: blob.type || "image/jpeg" })]);
+      }, function () {
+        showProblem("We could not load that example photo. Please try again.", null);
+      });
+    });
   }
 
   // --- sending -------------------------------------------------------------------------------
 
-  function classify() {
-    var url = urlInput.value.trim();
-    if (!chosen && !url) {
+  // Each photo (or address) of a batch gets its own card at once, then its answer as soon as it is back.
+  function classify(urls) {
+    var typed = urlInput.value.trim();
+    var inputs = chosen.length ? chosen.map(function (file) { return { file: file }; })
+      : (urls || (typed ? [typed] : [])).map(function (url) { return { url: url }; });
+    if (!inputs.length) {
       showProblem("Choose a photo, drop one on the page, or paste the address of an image first.", null);
       fileInput.focus();
       return;
     }
-    if (inFlight) { inFlight.abort(); }
-    var ticket = ++latest; // a newer photo makes every older answer moot
+    inFlight.forEach(function (xhr) { xhr.abort(); });
+    inFlight = [];
+    var ticket = ++latest; // a newer batch makes every older answer moot
     hideProblem();
-    var pending = showPending(chosen, url);
-    var request = chosen
-      ? shrink(chosen).then(function (file) {
-          if (ticket !== latest) { throw "aborted"; }
-          return upload(file, pending);
-        })
-      : send(JSON.stringify({ url: url }), "application/json", pending);
-    request.then(function (answer) {
+    clearOutcome();
+    var dropped = inputs.length - MAX_FILES;
+    inputs = inputs.slice(0, MAX_FILES);
+    var single = inputs.length === 1;
+    var focused = false;
+    var cards = inputs.map(function (input, index) { return showPending(input, index + 1, single); });
+    var next = 0;
+    var running = 0;
+    button.disabled = true;
+    if (dropped > 0) {
+      showProblem("Only the first " + MAX_FILES + " photos are classified; send the other " + dropped +
+        " afterwards.", null);
+    }
+
+    function finished() {
+      running -= 1;
       if (ticket !== latest) { return; }
-      if (answer.ok) {
-        showResult(answer.body, pending.image, url);
-      } else {
-        clearOutcome();
-        showProblem(friendly(answer.status, answer.body), answer.requestId);
-      }
-    }, function (reason) {
-      if (reason === "aborted" || ticket !== latest) { return; }
-      clearOutcome();
-      showProblem("We could not reach the server. Check your connection and try again.", null);
-    }).then(function () {
-      if (ticket === latest) { button.disabled = false; }
+      if (next < inputs.length) { start(); } else if (running === 0) { button.disabled = false; }
+    }
+    function start() {
+      var index = next;
+      next += 1;
+      running += 1;
+      var input = inputs[index];
+      var card = cards[index];
+      ask(input, null, card, function () { return ticket === latest; }).then(function (answer) {
+        if (ticket !== latest) { return; }
+        if (answer.ok) {
+          var heading = showResult(answer.body, card, input);
+          if (!focused) { focused = true; heading.focus(); }
+        } else if (single) {
+          clearOutcome();
+          showProblem(friendly(answer.status, answer.body), answer.requestId);
+        } else {
+          showCardProblem(card, friendly(answer.status, answer.body), answer.requestId);
+        }
+      }, function (reason) {
+        if (reason === "aborted" || ticket !== latest) { return; }
+        var words = "We could not reach the server. Check your connection and try again.";
+        if (single) { clearOutcome(); showProblem(words, null); } else { showCardProblem(card, words, null); }
+      }).then(finished);
+    }
+    for (var i = 0; i < Math.min(AT_ONCE, inputs.length); i += 1) { start(); }
+  }
+
+  // Send one photo or address; `explain` names the class to map (null: the top class).
+  function ask(input, explain, card, still) {
+    var wanted = explain || (explainBox && explainBox.checked ? "top" : "");
+    var address = wanted ? API + "?explain=" + encodeURIComponent(wanted) : API;
+    if (input.url) {
+      return send(address, JSON.stringify({ url: input.url }), "application/json", card);
+    }
+    var file = input.sent ? Promise.resolve(input.sent) : shrink(input.file);
+    return file.then(function (small) {
+      if (still && !still()) { throw "aborted"; }
+      input.sent = small; // a second heatmap for the same photo sends the same bytes
+      var body = new FormData();
+      body.append("file", small, small.name || "photo.jpg");
+      return send(address, body, null, card);
     });
   }
 
-  function upload(file, pending) {
-    var body = new FormData();
-    body.append("file", file, file.name || "photo.jpg");
-    return send(body, null, pending);
-  }
-
   // XMLHttpRequest rather than fetch(): it reports upload progress, which a slow phone connection needs.
-  function send(body, contentType, pending) {
-    button.disabled = true;
+  function send(address, body, contentType, card) {
     return new Promise(function (resolve, reject) {
       var xhr = new XMLHttpRequest();
-      inFlight = xhr;
-      xhr.open("POST", API);
+      inFlight.push(xhr);
+      function done() { inFlight = inFlight.filter(function (other) { return other !== xhr; }); }
+      xhr.open("POST", address);
       xhr.setRequestHeader("Accept", "application/json");
       if (contentType) { xhr.setRequestHeader("Content-Type", contentType); }
       xhr.upload.addEventListener("progress", function (event) {
-        if (event.lengthComputable && event.total > 0) {
-          pending.progress(event.loaded / event.total);
+        if (event.lengthComputable && event.total > 0 && card.progress) {
+          card.progress(event.loaded / event.total);
         }
       });
-      xhr.upload.addEventListener("load", function () { pending.progress(null); });
+      xhr.upload.addEventListener("load", function () { if (card.progress) { card.progress(null); } });
       xhr.addEventListener("load", function () {
-        inFlight = null;
+        done();
         var parsed = null;
         try { parsed = JSON.parse(xhr.responseText); } catch (ignored) { parsed = null; }
         resolve({ ok: xhr.status === 200 && !!parsed, status: xhr.status, body: parsed,
                   requestId: xhr.getResponseHeader("X-Request-ID") });
       });
-      xhr.addEventListener("error", function () { inFlight = null; reject("network"); });
-      xhr.addEventListener("abort", function () { reject("aborted"); });
+      xhr.addEventListener("error", function () { done(); reject("network"); });
+      xhr.addEventListener("abort", function () { done(); reject("aborted"); });
       xhr.send(body);
     });
   }
@@ -279,38 +346,51 @@
   }
 
   function clearOutcome() {
+    previewUrls.forEach(function (url) { URL.revokeObjectURL(url); });
+    previewUrls = [];
     outcome.textContent = "";
     outcome.removeAttribute("aria-busy");
   }
 
-  // The preview appears at once, with progress beside it, until the answer replaces the progress.
-  function showPending(file, url) {
-    if (previewUrl) { URL.revokeObjectURL(previewUrl); previewUrl = null; }
-    clearOutcome();
+  function titleId(n) {
+    return n === 1 ? "result-title" : "result-title-" + n; // as templates/_result.html names them
+  }
+
+  // A card appears at once for each photo, its preview and progress, until the answer replaces the progress.
+  function showPending(input, n, single) {
     outcome.setAttribute("aria-busy", "true");
     var section = element("section", "result pending");
-    section.setAttribute("aria-labelledby", "result-title");
+    section.setAttribute("aria-labelledby", titleId(n));
+    var look = element("div", "look");
     var image = null;
-    if (file) {
-      previewUrl = URL.createObjectURL(file);
+    if (input.file) {
+      var url = URL.createObjectURL(input.file);
+      previewUrls.push(url);
+      var figure = element("figure", "photo");
       image = element("img", "preview");
-      image.src = previewUrl;
+      image.src = url;
       image.alt = "The photo you chose";
-      section.appendChild(image);
+      figure.appendChild(image);
+      look.appendChild(figure);
+      section.appendChild(look);
     }
     var side = element("div", "answer progress");
-    var heading = element("h2", null, file ? "Looking at your photo…" : "Fetching the image…");
-    heading.id = "result-title";
+    var heading = element("h2", null, input.file ? "Looking at your photo…" : "Fetching the image…");
+    heading.id = titleId(n);
     side.appendChild(heading);
-    if (!file) { side.appendChild(element("p", "source", url)); }
+    if (!single && input.file && input.file.name) { side.appendChild(element("p", "name", input.file.name)); }
+    if (!input.file) { side.appendChild(element("p", "source", input.url)); }
     var bar = element("progress");
     bar.setAttribute("aria-label", "Progress");
     side.appendChild(bar);
-    var words = element("p", "muted", file ? "Uploading…" : "Asking the server to download it…");
+    var words = element("p", "muted", input.file ? "Uploading…" : "Asking the server to download it…");
     side.appendChild(words);
     section.appendChild(side);
     outcome.appendChild(section);
     return {
+      n: n,
+      section: section,
+      look: look,
       image: image,
       progress: function (fraction) {
         if (fraction === null) {
@@ -333,38 +413,9 @@
     return text.charAt(0).toUpperCase() + text.slice(1);
   }
 
-  function showResult(body, image, url) {
-    var predictions = body.predictions || [];
-    var best = predictions[0];
-    clearOutcome();
-    var section = element("section", "result");
-    section.setAttribute("aria-labelledby", "result-title");
-    if (image) {
-      image.alt = "The photo you sent";
-      section.appendChild(image);
-    }
-    var answer = element("div", "answer");
-    var heading = element("h2", null, best.label === NEGATIVE ? "Not a snake" : capitalised(best.label));
-    heading.id = "result-title";
-    heading.tabIndex = -1;
-    heading.appendChild(document.createTextNode(" "));
-    heading.appendChild(element("span", "pct", percent(best.probability)));
-    answer.appendChild(heading);
-    if (!image && url) { answer.appendChild(element("p", "source", "Image: " + url)); }
-    var note;
-    if (best.probability < THRESHOLD) {
-      note = element("p", "note unsure", "The model is unsure about this one: no class reached " +
-        Math.round(THRESHOLD * 100) + "%. Its best guess is " + best.label + ".");
-    } else if (best.label === NEGATIVE) {
-      note = element("p", "note negative", "This does not look like a snake.");
-    } else {
-      note = element("p", "note", "This looks most like a ");
-      note.appendChild(element("strong", null, best.label));
-      note.appendChild(document.createTextNode("."));
-    }
-    answer.appendChild(note);
-    var table = element("table", "bars");
-    table.appendChild(element("caption", null, "All classes"));
+  function barsTable(caption, predictions, className) {
+    var table = element("table", className);
+    table.appendChild(element("caption", null, caption));
     predictions.forEach(function (prediction) {
       var row = element("tr");
       var label = element("th", null, prediction.label);
@@ -380,10 +431,141 @@
       row.appendChild(element("td", "num", percent(prediction.probability)));
       table.appendChild(row);
     });
-    answer.appendChild(table);
+    return table;
+  }
+
+  // The answers that matter: those above SHOW_ABOVE, at least the top 3; the rest one click away.
+  function answerTables(predictions) {
+    var count = Math.max(AT_LEAST, predictions.filter(function (p) { return p.probability > SHOW_ABOVE; }).length);
+    var shown = predictions.slice(0, count);
+    var rest = predictions.slice(count);
+    var parts = [barsTable("Most likely", shown, "bars top")];
+    if (rest.length) {
+      var details = element("details", "rest");
+      details.appendChild(element("summary", null, "The other " + rest.length + " classes"));
+      details.appendChild(barsTable("The other classes", rest, "bars"));
+      parts.push(details);
+    }
+    return parts;
+  }
+
+  // Fill a card with its answer; return its heading (focused for the first answer of a batch).
+  function showResult(body, card, input) {
+    var predictions = body.predictions || [];
+    var best = predictions[0];
+    var section = card.section;
+    section.textContent = "";
+    section.className = "result";
+    if (card.image) {
+      card.image.alt = "The photo you sent";
+      card.look.textContent = "";
+      var figure = element("figure", "photo");
+      figure.appendChild(card.image);
+      card.look.appendChild(figure);
+      if (body.heatmap) { addHeatmap(card, body.heatmap, predictions, input); }
+      section.appendChild(card.look);
+    }
+    var answer = element("div", "answer");
+    var heading = element("h2", null, best.label === NEGATIVE ? "Not a snake" : capitalised(best.label));
+    heading.id = titleId(card.n);
+    heading.tabIndex = -1;
+    heading.appendChild(document.createTextNode(" "));
+    heading.appendChild(element("span", "pct", percent(best.probability)));
+    answer.appendChild(heading);
+    if (input.file && input.file.name && outcome.children.length > 1) {
+      answer.appendChild(element("p", "name", input.file.name));
+    }
+    if (!card.image && input.url) { answer.appendChild(element("p", "source", "Image: " + input.url)); }
+    var note;
+    if (best.probability < THRESHOLD) {
+      note = element("p", "note unsure", "The model is unsure about this one: no class reached " +
+        Math.round(THRESHOLD * 100) + "%. Its best guess is " + best.label + ".");
+    } else if (best.label === NEGATIVE) {
+      note = element("p", "note negative", "This does not look like a snake.");
+    } else {
+      note = element("p", "note", "This looks most like a ");
+      note.appendChild(element("strong", null, best.label));
+      note.appendChild(document.createTextNode("."));
+    }
+    answer.appendChild(note);
+    answerTables(predictions).forEach(function (part) { answer.appendChild(part); });
     section.appendChild(answer);
-    outcome.appendChild(section);
-    heading.focus();
+    if (!outcome.querySelector(".result.pending")) { outcome.removeAttribute("aria-busy"); }
+    return heading;
+  }
+
+  function showCardProblem(card, message, requestId) {
+    var section = card.section;
+    section.className = "result failed";
+    section.textContent = "";
+    var answer = element("div", "answer");
+    var heading = element("h2", null, "Photo " + card.n + ": no answer");
+    heading.id = titleId(card.n);
+    heading.tabIndex = -1;
+    answer.appendChild(heading);
+    var words = element("p", "error", message);
+    if (requestId) {
+      var ref = element("span", "ref", "Reference: ");
+      ref.appendChild(element("code", null, requestId));
+      words.appendChild(ref);
+    }
+    answer.appendChild(words);
+    section.appendChild(answer);
+    if (!outcome.querySelector(".result.pending")) { outcome.removeAttribute("aria-busy"); }
+  }
+
+  // --- where the model looked: the heatmap over the preview, its toggle, scale and class picker ---
+
+  function addHeatmap(card, heatmap, predictions, input) {
+    var figure = card.look.querySelector(".photo");
+    var heat = element("img", "heat");
+    figure.appendChild(heat);
+    var controls = element("div", "heat-controls");
+    var toggle = element("input", "heat-toggle");
+    toggle.type = "checkbox";
+    toggle.id = "heat-" + card.n;
+    var label = element("label", null, "Show where the model looked");
+    label.htmlFor = toggle.id;
+    controls.appendChild(toggle);
+    controls.appendChild(label);
+    card.look.appendChild(controls);
+    var scale = element("p", "heat-scale");
+    scale.setAttribute("aria-hidden", "true");
+    scale.appendChild(element("span", null, "less"));
+    scale.appendChild(element("span", "scale-bar"));
+    scale.appendChild(element("span", null, "more"));
+    card.look.appendChild(scale);
+    var about = element("p", "heat-about");
+    var pickLabel = element("label", null, "For ");
+    var picker = element("select", "heat-classes");
+    picker.id = "heat-class-" + card.n;
+    pickLabel.htmlFor = picker.id;
+    predictions.forEach(function (prediction) {
+      var option = element("option", null, prediction.label);
+      option.value = prediction.label;
+      picker.appendChild(option);
+    });
+    var method = element("span", "heat-method");
+    about.appendChild(pickLabel);
+    about.appendChild(picker);
+    about.appendChild(method);
+    card.look.appendChild(about);
+    drawHeatmap(heat, picker, method, heatmap);
+    picker.addEventListener("change", function () {
+      var wanted = picker.value;
+      picker.disabled = true;
+      ask(input, wanted, {}).then(function (answer) {
+        if (answer.ok && answer.body.heatmap) { drawHeatmap(heat, picker, method, answer.body.heatmap); }
+      }, function () { return null; }).then(function () { picker.disabled = false; });
+    });
+  }
+
+  function drawHeatmap(heat, picker, method, heatmap) {
+    heat.src = heatmap.png;
+    heat.alt = "Heatmap of where the model looked for " + heatmap.label;
+    picker.value = heatmap.label;
+    method.textContent = heatmap.method === "cam" ? " (class activation map)."
+      : " (occlusion: how much covering each part lowers it).";
   }
 
   // --- errors that read like help -------------------------------------------------------------
