@@ -54,11 +54,12 @@ _FILE = {"type": "string", "contentMediaType": "application/octet-stream",
          "description": f"An image file ({ACCEPTED_WORDS}); the format is read from the bytes."}
 
 _PREDICT_ERRORS = {
-    "400": _problem("No file and no URL, both, an empty file, bad JSON, a bad `top`, or a URL that is not "
+    "400": _problem("No file and no URL, both, an empty file, bad JSON, a bad `top` or `explain`, or a URL that is not "
                     "http(s), does not resolve, or points to a private address."),
     "408": _problem("The request arrived too slowly (below the minimum rate after the grace period, or over "
                     "the total time limit); send it again on a better connection."),
-    "413": _problem("The upload, the download or the image's pixel count is over its limit."),
+    "413": _problem("The upload, the download or the image's pixel count is over its limit, or more photos "
+                    "than `SNAKES_MAX_FILES` came in one request."),
     "415": _problem("The file is not an image we decode (the problem's `detected` field may say what it is), "
                     "the URL is not an image, or the body is neither a form nor JSON."),
     "422": _problem("The image is truncated or corrupt."),
@@ -96,23 +97,40 @@ def document() -> dict[str, Any]:
             "/api/v1/predict": {"post": {
                 "tags": ["api"], "operationId": "predict", "summary": "Classify an image file or an image URL",
                 "description": "Send exactly one of a file (`multipart/form-data` field `file`) or a URL "
-                               "(form field `url`, or JSON `{\"url\": ...}`).",
+                               "(form field `url`, or JSON `{\"url\": ...}`). Or send several photos at once: "
+                               "several `file` parts, or several `url` fields (not both kinds), at most "
+                               "`SNAKES_MAX_FILES` (default 8) and the whole body under `SNAKES_MAX_UPLOAD_BYTES`; "
+                               "the answer is then `BatchResult`, one entry per photo in the order sent, a photo "
+                               "that failed being its own problem document (the others still get answers).",
                 "parameters": [
                     {"name": "top", "in": "query", "required": False,
                      "description": "Return only the `top` most likely classes (all when absent).",
                      "schema": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                    {"name": "explain", "in": "query", "required": False,
+                     "description": "Add a `heatmap` of where the model looked: `top` for the most likely class, "
+                                    "or one of the model's labels (`GET /api/v1/model`). Exact class activation "
+                                    "maps where the network allows it (global pooling then a linear layer), "
+                                    "occlusion otherwise (then it costs about 50 forward passes). Absent: no "
+                                    "heatmap, and no extra cost.",
+                     "schema": {"type": "string", "examples": ["top", "horned viper"]}},
                     _REQUEST_ID_PARAM],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {
-                        "type": "object", "properties": {"file": _FILE, "url": _URL},
-                        "description": "Either `file` or `url`, not both."},
+                        "type": "object", "properties": {
+                            "file": {"oneOf": [_FILE, {"type": "array", "items": _FILE, "minItems": 1,
+                                                       "maxItems": 64}]},
+                            "url": {"oneOf": [_URL, {"type": "array", "items": _URL, "minItems": 1,
+                                                     "maxItems": 64}]}},
+                        "description": "Either `file` or `url`, not both; several of one kind for a batch."},
                         "encoding": {"file": {"contentType": "image/*, application/octet-stream"}}},
                     "application/x-www-form-urlencoded": {"schema": {
                         "type": "object", "properties": {"url": _URL}, "required": ["url"]}},
                     JSON: {"schema": {"type": "object", "properties": {"url": _URL}, "required": ["url"]}},
                 }},
-                "responses": {"200": _ok("Every class (or the top `k`), most likely first, and the model.",
-                                         JSON, _ref("PredictResult")), **_PREDICT_ERRORS},
+                "responses": {"200": _ok("Every class (or the top `k`), most likely first, and the model; "
+                                         "for several photos, one such result (or problem) each.",
+                                         JSON, {"oneOf": [_ref("PredictResult"), _ref("BatchResult")]}),
+                              **_PREDICT_ERRORS},
             }},
             "/api/v1/model": {"get": {
                 "tags": ["api"], "operationId": "model", "summary": "Describe the loaded model and its labels",
@@ -184,7 +202,30 @@ def document() -> dict[str, Any]:
                 "PredictResult": {"type": "object", "required": ["predictions", "model"], "properties": {
                     "predictions": {"type": "array", "items": _ref("Prediction"),
                                     "description": "Most likely first."},
-                    "model": _ref("ModelSummary")}},
+                    "model": _ref("ModelSummary"),
+                    "heatmap": _ref("Heatmap")}},
+                "BatchResult": {"type": "object", "required": ["results"], "properties": {
+                    "results": {"type": "array", "description": "One entry per photo, in the order sent.",
+                                "items": {"oneOf": [_ref("PredictResult"), _ref("Problem")]}}}},
+                "Heatmap": {
+                    "type": "object", "required": ["label", "method", "png", "grid", "box"],
+                    "description": "Where the model looked for one class (only with `?explain=`). `png` is "
+                                   "ready to lay over the photo: the photo's shape, the heatmap on the part the "
+                                   "model saw (after its resize and crop), clear elsewhere, coloured from dark "
+                                   "purple (least) to pale yellow (most). `grid` is what it was drawn from.",
+                    "properties": {
+                        "label": {"type": "string"},
+                        "method": {"type": "string", "enum": ["cam", "occlusion"],
+                                   "description": "`cam`: exact class activation map; `occlusion`: how much "
+                                                  "covering each region lowers the class's probability."},
+                        "png": {"type": "string", "pattern": "^data:image/png;base64,",
+                                "description": "A PNG data URL, for an `<img src>` over the photo."},
+                        "grid": {"type": "array", "items": {"type": "array", "items": {
+                                     "type": "number", "minimum": 0, "maximum": 1}},
+                                 "description": "Rows top to bottom, 0 (least) to 1 (most)."},
+                        "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
+                                "description": "Where the grid lies on the photo: left, top, right, bottom "
+                                               "as fractions of its width and height."}}},
                 "ModelInfo": {"allOf": [_ref("ModelSummary"), {
                     "type": "object", "required": ["vocab"], "properties": {
                         "vocab": {"type": "array", "items": {"type": "string"},
