@@ -892,6 +892,10 @@ def bench(args: argparse.Namespace) -> int:
         for index, (name, model, flags) in enumerate(servers):
             print(f"{name} ...", flush=True)
             scenarios.append(serve(name, model, images, args, work / f"server-{index}.log", flags, plans.get(name)))
+        print("heatmaps: ?explain= against none ...", flush=True)
+        from .bench_explain import explain_section  # issue 17
+
+        extra += explain_section(args.model, onnx_model, images["1 MP JPEG"], "1 MP JPEG", work, args.duration * 2)
     text = report(scenarios, labels, args, about, extra=extra)
     print(table(scenarios, labels))
     print(f"\n{versus_table(scenarios, labels)}")

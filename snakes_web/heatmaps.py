@@ -166,7 +166,7 @@ def render_png(heatmap: Heatmap, image_size: tuple[int, int], long_side: int = P
     canvas = Image.new("RGBA", (out_w, out_h), (0, 0, 0, 0))
     canvas.paste(layer, (round(left * out_w), round(top * out_h)))
     out = io.BytesIO()
-    canvas.save(out, format="PNG", optimize=True)
+    canvas.save(out, format="PNG", compress_level=6)  # optimize=True took ~4× longer for ~10% less
     return out.getvalue()
 
 

@@ -122,8 +122,13 @@ def activation_of(learner: Any, classes: int) -> str:
                             f"sigmoid or none")
 
 
-def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18) -> dict[str, str]:
-    """Convert the fastai export at ``source`` into ``destination`` (.onnx); return its metadata."""
+def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18,
+                maps: bool = True) -> dict[str, str]:
+    """Convert the fastai export at ``source`` into ``destination`` (.onnx); return its metadata.
+
+    With ``maps`` (the default), a network whose head allows exact class activation maps gets them as a
+    second output, ``cam`` (see ``cam.py``); ``maps=False`` writes the scores only (the bench compares).
+    """
     import torch
 
     from .fastai_backend import load_learner_quietly
@@ -161,7 +166,8 @@ def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18
     destination.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
         partial = Path(scratch) / destination.name
-        _torch_to_onnx(*_with_cam(model, example), example, partial, opset)
+        network, outputs = _with_cam(model, example) if maps else (model, ["output"])
+        _torch_to_onnx(network, outputs, example, partial, opset)
         _write_metadata(partial, metadata)
         partial.replace(destination)
     return metadata

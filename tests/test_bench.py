@@ -41,6 +41,12 @@ def test_the_bench_measures_all_scenarios_and_writes_the_tables(tiny_export: Pat
     assert set(versus) == {"1 MP JPEG", "12 MP JPEG", "PNG with alpha"}
     assert all(row[3].endswith("×") for row in versus.values())
 
+    assert "**Heatmaps (`?explain=`).**" in text
+    heat = cells(lines, "| configuration | requests |")
+    assert len(heat) == 6 and heat[0][3] == "1.00×" and all(int(row[1]) >= 1 for row in heat)
+    assert [row[0] for row in heat][2:4] == ["ONNX, export with maps, `?explain=top` (occlusion)",  # the tiny
+                                             "ONNX, export without maps, `?explain=top` (occlusion)"]  # net: no CAM
+
     assert "**Slow clients.**" in text
     slow = {row[0]: row for row in cells(lines, "| config | slow uploads held")}
     assert set(slow) == {"threaded (now)", "sync (before)"}
