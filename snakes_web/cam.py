@@ -41,7 +41,7 @@ class SnakeNetCam(nn.Module):
 
     def __init__(self, snakenet: nn.Module) -> None:
         super().__init__()
-        self.backbone = snakenet.backbone
+        self.backbone: Any = snakenet.backbone  # the untyped EfficientNet package's network
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return (N × 18 log-probabilities, N × 18 × h × w maps)."""

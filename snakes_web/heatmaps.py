@@ -65,7 +65,7 @@ def occlusion_grid(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, i
     _, channels, height, width = batch.shape
     fill = batch.mean(axis=(2, 3), keepdims=True)[0]
     base = _evidence(run(batch)[0, index])
-    patched = []
+    patched: list[np.ndarray] = []
     for row in range(cells):
         for col in range(cells):
             top, bottom = _patch(row, cells, height)
@@ -73,7 +73,7 @@ def occlusion_grid(run: Callable[[np.ndarray], np.ndarray], batch: np.ndarray, i
             image = batch[0].copy()
             image[:, top:bottom, left:right] = np.broadcast_to(fill, (channels, bottom - top, right - left))
             patched.append(image)
-    drops = []
+    drops: list[float] = []
     for start in range(0, len(patched), batch_size):
         chunk = np.stack(patched[start:start + batch_size]).astype(batch.dtype, copy=False)
         drops.extend(base - _evidence(p) for p in run(chunk)[:, index])

@@ -15,12 +15,49 @@ from PIL import Image
 
 from snakes_web import create_app
 from snakes_web.heatmaps import Heatmap
-from tests.browser import DESKTOP, PHONE, WATCH_CSP, assert_strict_csp, live_server, screenshot
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PHONE,
+    WATCH_CSP,
+    assert_strict_csp,
+    live_server,
+    screenshot,
+)
 from tests.conftest import COLOURS, DATA, FakePredictor, image_bytes
-from tests.test_browser import axe_violations, browser, page  # noqa: F401 - the shared fixtures (Chromium, a watched page)
+from tests.test_browser import axe_violations
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Start Debian's Chromium once for the module; fail (not skip) when it is not installed."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A desktop-sized page whose CSP violations and script errors fail the test."""
+    context = browser.new_context(viewport=DESKTOP)
+    context.add_init_script(WATCH_CSP)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    violations = tab.evaluate("window.__cspViolations || []")
+    context.close()
+    assert violations == [], violations
+    assert [e for e in errors if "status of 4" not in e] == [], errors  # a PDF's 415 is expected
 
 
 class ExplainingFake(FakePredictor):
@@ -43,7 +80,7 @@ class ExplainingFake(FakePredictor):
 @pytest.fixture(scope="module")
 def site() -> Iterator[tuple[str, ExplainingFake]]:
     predictor = ExplainingFake()
-    with live_server(create_app({"PREDICTOR": predictor})) as base:
+    with live_server(create_app({"PREDICTOR": predictor, "ALLOW_PRIVATE_URLS": True, "FETCH_TIMEOUT": 2.0})) as base:
         assert_strict_csp(base)
         yield base, predictor
 
@@ -92,6 +129,27 @@ def test_several_dropped_photos_get_a_card_each_in_order_one_failing_alone(page:
     assert page.inner_text("#outcome .result.failed .error").startswith("That file is a PDF")
     assert page.locator("#outcome .result img.preview").count() == 3
     assert page.is_hidden("#problem")  # a batch's problem stays in its card
+
+
+def test_several_pasted_addresses_get_a_card_each(page: Any, site: Any) -> None:
+    from tests.conftest import ImageServer, Route
+
+    base, _ = site
+    images = ImageServer()
+    try:
+        for name in ("red", "blue"):
+            images.routes[f"/{name}.png"] = Route(image_bytes(colour=COLOURS[name]),
+                                                  headers={"Content-Type": "image/png"})
+        page.goto(base)
+        page.evaluate("""(text) => { const t = new DataTransfer(); t.setData('text/plain', text);
+                         document.body.dispatchEvent(
+                           new ClipboardEvent('paste', {clipboardData: t, bubbles: true})); }""",
+                      images.url("/red.png") + "\n" + images.url("/blue.png"))
+        headings = answered(page, 2)
+        assert headings[0].startswith("Red") and headings[1].startswith("Blue")
+        assert sorted(images.hits) == ["/blue.png", "/red.png"]
+    finally:
+        images.close()
 
 
 def test_cards_appear_as_each_answer_comes_back(page: Any, site: Any) -> None:
@@ -168,7 +226,7 @@ def test_keyboard_only_an_example_its_heatmap_and_the_other_classes(page: Any, s
     assert not page.is_visible(".result .heat")
 
 
-def test_several_photos_fit_a_360_pixel_phone(browser: Any, site: Any) -> None:  # noqa: F811
+def test_several_photos_fit_a_360_pixel_phone(browser: Any, site: Any) -> None:
     base, _ = site
     context = browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True)
     page = context.new_page()
@@ -183,7 +241,8 @@ def test_several_photos_fit_a_360_pixel_phone(browser: Any, site: Any) -> None: 
     context.close()
 
 
-def test_without_javascript_several_photos_post_and_the_heatmap_still_toggles(browser: Any, site: Any) -> None:  # noqa: F811,E501
+def test_without_javascript_several_photos_post_and_the_heatmap_still_toggles(
+        browser: Any, site: Any) -> None:
     base, _ = site
     context = browser.new_context(viewport=DESKTOP, java_script_enabled=False)
     page = context.new_page()
@@ -213,7 +272,7 @@ def real_site(default_predictor: Any) -> Iterator[str]:
 
 @pytest.mark.parametrize("size_name, viewport", [("desktop", DESKTOP), ("phone", PHONE)])
 def test_the_real_model_maps_two_photos_and_the_cards_are_photographed(
-        browser: Any, real_site: str, size_name: str, viewport: dict[str, int]) -> None:  # noqa: F811
+        browser: Any, real_site: str, size_name: str, viewport: dict[str, int]) -> None:
     context = browser.new_context(viewport=viewport, device_scale_factor=1)
     context.add_init_script(WATCH_CSP)
     page = context.new_page()
