@@ -39,6 +39,8 @@ class Predictor(Protocol):
     labels: list[str]
     # Optional: ``min_side``, the shorter image side the model needs; images are decoded no smaller.
     # Optional: ``concurrency``, how many predictions one process may run at once (absent: any number).
+    # Optional: ``explain(image, label) -> (predictions, heatmaps.Heatmap)`` and ``explains_with`` ("cam" or
+    # "occlusion"); absent, heatmaps.explained falls back to occlusion through ``predict`` alone.
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Return every class with its probability, most likely first."""
