@@ -55,7 +55,8 @@ class SnakeNetCam(nn.Module):
         rest_weight = torch.cat([weight[:FIRST_SNAKE], weight[LAST_SNAKE + 1:]], dim=0)
         rest_logits = torch.cat([logits[:, :FIRST_SNAKE], logits[:, LAST_SNAKE + 1:]], dim=1)
         share = torch.softmax(rest_logits, dim=1)                    # d logsumexp / d logit
-        others = torch.einsum("nk,kc,nchw->nhw", share, rest_weight, features)
+        # (share · W) first: one 983 × 1280 product per image, not a 983-map stack.
+        others = torch.einsum("nc,nchw->nhw", share @ rest_weight, features)
         return fold(logits), torch.cat([species, others[:, None]], dim=1)
 
 
