@@ -163,7 +163,7 @@ def test_the_form_posts_several_photos_and_gets_a_card_each(client: Any) -> None
 
 def test_the_page_lists_the_answers_that_matter_and_the_rest_behind_a_click(settings: dict[str, Any]) -> None:
     from snakes_web import create_app
-    from tests.test_batch_helpers import ManyClasses
+    from tests.many_classes import ManyClasses
 
     client = create_app({**settings, "PREDICTOR": ManyClasses(), "SHOW_ABOVE": 0.05}).test_client()
     html = post_files(client, "/", [colour("red")]).get_data(as_text=True)

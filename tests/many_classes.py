@@ -1,4 +1,4 @@
-"""A fake with 18 classes, for the page's "answers that matter" (not a test module: no tests here)."""
+"""A fake with 18 classes, for the page's "answers that matter"."""
 from __future__ import annotations
 
 from typing import Any
