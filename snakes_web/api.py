@@ -18,7 +18,7 @@ def predict() -> dict[str, Any]:
     predictor = holder_of(current_app).get()
     top = parse_top(request.args.get("top"), len(predictor.labels))
     result = classify_request(current_app, request, allow_json=True)
-    return result_payload(result.predictions, predictor.describe(), top)
+    return result_payload(result.predictions, predictor.describe(), top, result.feedback_token)
 
 
 @bp.get("/model")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from flask import Flask, Request
 
+from .feedback import feedback_token, kept_image
 from .gate import gate_of
 from .images import thumbnail_jpeg
 from .inputs import decode_image, read_image_data
@@ -21,6 +22,7 @@ class Classified:
 
     predictions: list[Prediction]
     preview: bytes | None = None
+    feedback_token: str | None = None  # the signed, re-encoded photo "Is this right?" sends back
 
 
 def classify_request(app: Flask, request: Request, *, allow_json: bool, preview: bool = False) -> Classified:
@@ -34,4 +36,5 @@ def classify_request(app: Flask, request: Request, *, allow_json: bool, preview:
         with timed_inference(app):
             predictions = predictor.predict(image)
         thumbnail = thumbnail_jpeg(image) if preview else None
-    return Classified(predictions, thumbnail)
+        kept = kept_image(app, image)
+    return Classified(predictions, thumbnail, feedback_token(app, predictions, kept))

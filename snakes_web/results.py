@@ -21,8 +21,11 @@ def parse_top(raw: str | None, available: int) -> int:
 
 
 def result_payload(predictions: Sequence[Prediction], model: dict[str, Any],
-                   top: int | None = None) -> dict[str, Any]:
-    """Return the response body: predictions (most likely first) and what model made them."""
+                   top: int | None = None, feedback_token: str | None = None) -> dict[str, Any]:
+    """Return the response body: predictions (most likely first), what model made them, the feedback token."""
     shown = predictions[:top] if top is not None else predictions
     summary = {key: model[key] for key in ("name", "backend", "labels", "input_size") if key in model}
-    return {"predictions": [p.as_dict() for p in shown], "model": summary}
+    payload = {"predictions": [p.as_dict() for p in shown], "model": summary}
+    if feedback_token:
+        payload["feedback_token"] = feedback_token
+    return payload

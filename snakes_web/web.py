@@ -34,7 +34,8 @@ def classify() -> tuple[str, int, dict[str, str]]:
         return _page(model=model, url=_posted_url(), error=error), error.status, error_headers(error)
     result = result_payload(classified.predictions, model)
     preview = base64.b64encode(classified.preview or b"").decode("ascii")
-    return _page(model=model, url=_posted_url(), result=result, preview=preview), 200, {}
+    return _page(model=model, url=_posted_url(), result=result, preview=preview,
+                 feedback_token=classified.feedback_token), 200, {}
 
 
 def _page(**context: Any) -> str:

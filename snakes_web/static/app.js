@@ -383,6 +383,7 @@
     answer.appendChild(table);
     section.appendChild(answer);
     outcome.appendChild(section);
+    outcome.dispatchEvent(new CustomEvent("snakes:result", { detail: { body: body, answer: answer } })); // feedback.js
     heading.focus();
   }
 
