@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .database import Database
 from .errors import render_error
-from .exceptions import BadRequest, RateLimited, UnsupportedMediaType
+from .exceptions import BadRequest, NotFound, RateLimited, UnsupportedMediaType
 from .feedback_store import VERDICTS, FeedbackStore, NewFeedback, Quota
 from .feedback_token import KeptImage, issue, keep_image, redeem
 from .predictor import Prediction, holder_of
@@ -64,10 +64,11 @@ class Feedback:
 
 
 def register_feedback(app: Flask) -> None:
-    """Attach the store and, when feedback is on, the rate limit and the feedback routes."""
+    """Attach the store, the rate limit and the feedback routes (which say 404 when feedback is off)."""
     store = FeedbackStore(Database.from_settings(app.config))
     service = Feedback(store, app.config)
     app.extensions[EXTENSION] = service
+    app.register_blueprint(bp)
     if not app.config["FEEDBACK"]:
         return
     storage = app.config["RATE_LIMIT_STORAGE"] or f"{SCHEME}://"
@@ -77,7 +78,6 @@ def register_feedback(app: Flask) -> None:
     if app.config["FEEDBACK_RATE_LIMIT"].strip():
         service.limiter.limit(app.config["FEEDBACK_RATE_LIMIT"], methods=["POST"])(bp)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
-    app.register_blueprint(bp)
 
 
 def feedback_of(app: Flask) -> Feedback:
@@ -146,6 +146,8 @@ def answer_fields(req: Request) -> dict[str, str]:
 
 def store_answer(app: Flask, fields: Mapping[str, str]) -> dict[str, Any]:
     """Check the token and the answer, store it, and return what was stored."""
+    if not app.config["FEEDBACK"]:
+        raise NotFound("Feedback is turned off on this server.")
     if not fields["token"] or len(fields["token"]) > MAX_TOKEN:
         raise BadRequest("Send the `feedback_token` the prediction's answer carried, as `token`.")
     service = feedback_of(app)

@@ -13,7 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from PIL import Image
 
 from .errors import render_error
-from .exceptions import Unauthorized
+from .exceptions import NotFound, Unauthorized
 from .feedback import feedback_of
 
 bp = Blueprint("owner", __name__, template_folder="templates")
@@ -21,14 +21,15 @@ RECENT = 60
 
 
 def register_owner(app: Flask) -> None:
-    """Serve /owner only when the owner's token is configured."""
-    if app.config["OWNER_TOKEN"]:
-        app.register_blueprint(bp)
+    """Add /owner (a 404 unless the owner's token is configured)."""
+    app.register_blueprint(bp)
 
 
 @bp.get("/owner")
 def page() -> Response | str:
     """Show the recent feedback and the confusion between predicted and corrected labels."""
+    if not current_app.config["OWNER_TOKEN"]:
+        raise NotFound("There is nothing at this address.")
     if not authorised(current_app.config["OWNER_TOKEN"]):
         response = render_error(Unauthorized("This page is for the site's owner: give the owner token."))
         response.headers["WWW-Authenticate"] = 'Basic realm="snakes-web owner", charset="UTF-8"'

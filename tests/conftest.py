@@ -50,11 +50,20 @@ def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), colour: Any 
     return out.getvalue()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every app's feedback database (even a module-level app's, or a gunicorn's) out of the checkout."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("SNAKES_DATA_DIR", tempfile.mkdtemp(prefix="snakes-test-data-"))
+
+
 @pytest.fixture
-def settings() -> dict[str, Any]:
+def settings(tmp_path: Path) -> dict[str, Any]:
     """Test settings. Private URLs are allowed so the loopback image server is reachable."""
     return {"PREDICTOR": FakePredictor(), "TESTING": True, "ALLOW_PRIVATE_URLS": True,
-            "FETCH_TIMEOUT": 1.0, "MAX_UPLOAD_BYTES": 2 * 1024 * 1024, "FETCH_MAX_BYTES": 1024 * 1024}
+            "FETCH_TIMEOUT": 1.0, "MAX_UPLOAD_BYTES": 2 * 1024 * 1024, "FETCH_MAX_BYTES": 1024 * 1024,
+            "DATA_DIR": str(tmp_path / "data")}
 
 
 @pytest.fixture
