@@ -15,6 +15,7 @@ import base64
 import hashlib
 import io
 import json
+import secrets
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
@@ -69,7 +70,9 @@ def _signer(secret: str) -> TimestampSigner:
 def issue(secret: str, kept: KeptImage, predictions: list[Prediction], model: str) -> str:
     """Return the signed token for this photo and its top prediction."""
     best = predictions[0]
-    meta = {"p": best.label, "q": round(float(best.probability), 6), "m": model, "w": kept.width, "h": kept.height}
+    # n: the same photo classified twice in one second is still two predictions, two tokens.
+    meta = {"p": best.label, "q": round(float(best.probability), 6), "m": model, "w": kept.width, "h": kept.height,
+            "n": secrets.token_hex(8)}
     payload = _b64(json.dumps(meta, separators=(",", ":")).encode()) + b"." + _b64(kept.jpeg)
     return _signer(secret).sign(payload).decode("ascii")
 

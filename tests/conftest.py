@@ -224,3 +224,24 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
 def photo() -> Callable[[str], bytes]:
     """Return the bytes of a real photo in tests/data."""
     return lambda name: (DATA / name).read_bytes()
+
+
+# --- databases for the feedback tests (issue 18) -------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_socket() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on a Unix socket, once a session (about 1 s)."""
+    from tests.postgres import cluster
+
+    with cluster() as folder:
+        yield folder
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty feedback database of each kind: a SQLite file, a fresh database in the session's cluster."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.db'}"
+    from tests.postgres import new_database
+
+    return new_database(request.getfixturevalue("postgres_socket"))
