@@ -38,6 +38,15 @@ def parse_origins(raw: str) -> str:
     return ",".join(parts)
 
 
+def parse_rate_limits(raw: str) -> str:
+    """Check a `limits` rate-limit string such as ``10/minute;100/day`` (empty: no limit)."""
+    if raw.strip():
+        from limits import parse_many
+
+        parse_many(raw)  # ValueError names what it could not read
+    return raw.strip()
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration value: its name, default, parser and help line."""
@@ -135,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Most feedback entries kept; past it feedback gets 507 until the owner exports and purges."),
     Setting("FEEDBACK_MAX_BYTES", 500 * 1024 * 1024, int,
             "Most bytes of feedback images kept; past it feedback gets 507."),
-    Setting("FEEDBACK_RATE_LIMIT", "10/minute;100/day", str,
+    Setting("FEEDBACK_RATE_LIMIT", "10/minute;100/day", parse_rate_limits,
             "Feedback each client address may send (a `limits` string); more gets 429. Empty turns the limit off."),
     Setting("RATE_LIMIT_STORAGE", "", str,
             "Where the rate limit counts: empty means the feedback database (shared by every worker and "

@@ -114,6 +114,12 @@ class RateLimited(SnakesError):
         self.retry_after = retry_after  # seconds, sent as Retry-After
 
 
+class StorageUnavailable(SnakesError):
+    """The feedback database cannot be reached or written right now."""
+
+    status, title, slug = 503, "Service Unavailable", "storage-unavailable"
+
+
 class QuotaFull(SnakesError):
     """The feedback store holds as many entries or bytes as it may (507: the owner must make room)."""
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Request, current_app, render_template, request
+from flask import Blueprint, Flask, Request, current_app, g, render_template, request
 from flask_limiter import Limiter
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .database import Database
 from .errors import render_error
-from .exceptions import BadRequest, NotFound, RateLimited, UnsupportedMediaType
+from .exceptions import BadRequest, NotFound, RateLimited, StorageUnavailable, UnsupportedMediaType
 from .feedback_store import VERDICTS, FeedbackStore, NewFeedback, Quota
 from .feedback_token import KeptImage, issue, keep_image, redeem
 from .predictor import Prediction, holder_of
@@ -34,6 +34,8 @@ EXTENSION = "snakes_feedback"
 SECRET_NAME = "feedback-token-key"
 MAX_OTHER = 100
 MAX_TOKEN = 1_000_000
+RETRY_AFTER_FAILURE = 30.0  # seconds before a database that would not open is tried again
+STORAGE_DOWN = "Feedback cannot be stored right now. Please try again later."
 
 bp = Blueprint("feedback", __name__, template_folder="templates")
 
@@ -47,14 +49,29 @@ class Feedback:
     limiter: Limiter | None = None
     _secret: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _failed_at: float = -RETRY_AFTER_FAILURE
     _warned: bool = False
 
     def secret(self) -> str:
-        """Return the token key: ``SECRET_KEY``, else the one kept in the database for every worker."""
+        """Return the token key: ``SECRET_KEY``, else the one kept in the database for every worker.
+
+        Raises ``StorageUnavailable`` when the database cannot be opened, and then, for a while, at once
+        (a broken data folder must not cost every prediction a failed attempt).
+        """
         if not self._secret:
             with self._lock:
                 if not self._secret:
-                    self._secret = self.settings["SECRET_KEY"] or self.store.secret(SECRET_NAME)
+                    if time.monotonic() - self._failed_at < RETRY_AFTER_FAILURE:
+                        raise StorageUnavailable(STORAGE_DOWN)
+                    try:
+                        self._secret = self.settings["SECRET_KEY"] or self.store.secret(SECRET_NAME)
+                    except (SQLAlchemyError, OSError) as exc:
+                        self._failed_at = time.monotonic()
+                        if not self._warned:
+                            self._warned = True
+                            log.warning("feedback is unavailable: the database %s cannot be opened (%s: %s)",
+                                        self.store.database.describe(), type(exc).__name__, exc)
+                        raise StorageUnavailable(STORAGE_DOWN) from None
         return self._secret
 
     @property
@@ -74,7 +91,8 @@ def register_feedback(app: Flask) -> None:
     storage = app.config["RATE_LIMIT_STORAGE"] or f"{SCHEME}://"
     options: dict[str, Any] = {} if app.config["RATE_LIMIT_STORAGE"] else {"database": store.database}
     service.limiter = Limiter(get_remote_address, app=app, storage_uri=storage, storage_options=options,
-                              strategy="fixed-window", key_prefix="feedback")
+                              strategy="fixed-window", key_prefix="feedback",
+                              swallow_errors=True)  # a database outage is the store's 503, not the limiter's 500
     if app.config["FEEDBACK_RATE_LIMIT"].strip():
         service.limiter.limit(app.config["FEEDBACK_RATE_LIMIT"], methods=["POST"])(bp)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
@@ -101,11 +119,7 @@ def feedback_token(app: Flask, predictions: list[Prediction], kept: KeptImage | 
     service = feedback_of(app)
     try:
         secret = service.secret()
-    except (SQLAlchemyError, OSError) as exc:  # the prediction still answers, without "Is this right?"
-        if not service._warned:
-            service._warned = True
-            log.warning("feedback is unavailable: the database %s cannot be opened (%s)",
-                        service.store.database.describe(), type(exc).__name__)
+    except StorageUnavailable:  # the prediction still answers, without "Is this right?"
         return None
     return issue(secret, kept, predictions, holder_of(app).get().describe()["name"])
 
@@ -156,7 +170,11 @@ def store_answer(app: Flask, fields: Mapping[str, str]) -> dict[str, Any]:
     entry = NewFeedback(token_digest=ticket.digest, verdict=verdict, predicted=ticket.predicted,
                         probability=ticket.probability, label=label, other=other, model=ticket.model,
                         image=ticket.image.jpeg, width=ticket.image.width, height=ticket.image.height)
-    stored_id = service.store.add(entry, service.quota)
+    try:
+        stored_id = service.store.add(entry, service.quota)
+    except (SQLAlchemyError, OSError) as exc:
+        log.error("feedback not stored (request %s): %s: %s", g.get("request_id", "-"), type(exc).__name__, exc)
+        raise StorageUnavailable(STORAGE_DOWN) from None
     return {"stored": True, "id": stored_id, "verdict": verdict, "predicted": ticket.predicted, "label": label,
             "other": other}
 

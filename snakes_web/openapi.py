@@ -92,6 +92,7 @@ _FEEDBACK_ERRORS = {
     "429": _problem("This client sent more feedback than `SNAKES_FEEDBACK_RATE_LIMIT` allows (`rate-limited`); "
                     "retry after `Retry-After` seconds.", retry_after=True),
     "500": _problem("Something went wrong on the server; quote the request id."),
+    "503": _problem("The feedback database cannot be reached (`storage-unavailable`)."),
     "507": _problem("The feedback store is full (`quota-full`: `SNAKES_FEEDBACK_MAX_ITEMS` or "
                     "`SNAKES_FEEDBACK_MAX_BYTES`); nothing was stored."),
 }

@@ -292,3 +292,26 @@ def test_the_owner_page_shows_recent_photos_and_the_confusion(settings: dict[str
     assert re.findall(r">([^<]+)</th>", header) == ["green", "none of these", "red"]
     row = re.search(r'<tr><th scope="row">red</th>(.*?)</tr>', page).group(1)
     assert re.findall(r">(\d*)</td>", row) == ["2", "1", "1"]
+
+
+# --- when the database is not there ----------------------------------------------------------------------
+
+def test_without_a_database_predictions_still_answer_and_feedback_says_503(settings: dict[str, Any], tmp_path: Any,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    client = make_app(settings, DATA_DIR=str(blocker / "data")).test_client()
+    for _ in range(3):
+        assert "feedback_token" not in predict(client)  # answered, without the question
+    assert sum("feedback is unavailable" in r.getMessage() for r in caplog.records) == 1  # said once
+    page = client.post("/", data={"file": (io.BytesIO(image_bytes()), "p.png")}).get_data(as_text=True)
+    assert 'class="feedback"' not in page and "Red" in page
+    response = answer(client, "x" * 50, verdict="confirm")
+    assert response.status_code == 503 and response.get_json()["type"].endswith(":storage-unavailable")
+
+
+def test_a_rate_limit_that_does_not_parse_stops_start_up_naming_the_setting() -> None:
+    from snakes_web.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="SNAKES_FEEDBACK_RATE_LIMIT"):
+        load_settings(environ={"SNAKES_FEEDBACK_RATE_LIMIT": "lots per fortnight"})
