@@ -58,7 +58,8 @@ def export_feedback(store: FeedbackStore, args: argparse.Namespace) -> int:
     total = sum(counts.values())
     print(f"Wrote {total} photo(s) into {args.folder}:")
     for folder, count in sorted(counts.items()):
-        note = "  (not a class: `train` passes over it; words.csv has the visitors' words)" if folder == NONE_FOLDER else ""
+        note = ("  (not a class: `train` passes over it; words.csv has the visitors' words)"
+                if folder == NONE_FOLDER else "")
         print(f"  {folder:<20} {count:5d}{note}")
     print(f"Train on it:  snakes-web train {args.folder} --onnx")
     return 0

@@ -189,4 +189,4 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 def _now() -> datetime.datetime:
     """Return the time now, in UTC."""
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)

@@ -25,7 +25,7 @@ def result_payload(predictions: Sequence[Prediction], model: dict[str, Any],
     """Return the response body: predictions (most likely first), what model made them, the feedback token."""
     shown = predictions[:top] if top is not None else predictions
     summary = {key: model[key] for key in ("name", "backend", "labels", "input_size") if key in model}
-    payload = {"predictions": [p.as_dict() for p in shown], "model": summary}
+    payload: dict[str, Any] = {"predictions": [p.as_dict() for p in shown], "model": summary}
     if feedback_token:
         payload["feedback_token"] = feedback_token
     return payload

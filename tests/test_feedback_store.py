@@ -112,7 +112,7 @@ def test_purge_older_than_keeps_the_new_and_puts_the_usage_right(store: Feedback
     old, new = store.add(entry(), ROOMY), store.add(entry(), ROOMY)
     with store.database.engine.begin() as connection:
         connection.execute(update(feedback).where(feedback.c.id == old).values(
-            created_at=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=40)))
+            created_at=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=40)))
     assert store.purge(datetime.timedelta(days=30)) == 1
     assert store.ids() == {new} and store.usage() == (1, len(entry().image))
     assert store.purge() == 1 and store.usage() == (0, 0)
