@@ -50,12 +50,27 @@ def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), colour: Any 
     return out.getvalue()
 
 
+DATA_DIR_KEY = pytest.StashKey[str]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Keep every app's feedback database (even a module-level app's, or a gunicorn's) out of the checkout."""
     import os
     import tempfile
 
-    os.environ.setdefault("SNAKES_DATA_DIR", tempfile.mkdtemp(prefix="snakes-test-data-"))
+    if "SNAKES_DATA_DIR" not in os.environ:
+        config.stash[DATA_DIR_KEY] = os.environ["SNAKES_DATA_DIR"] = tempfile.mkdtemp(prefix="snakes-test-data-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's data folder."""
+    import os
+    import shutil
+
+    folder = config.stash.get(DATA_DIR_KEY, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("SNAKES_DATA_DIR", None)
 
 
 @pytest.fixture
