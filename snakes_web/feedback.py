@@ -94,7 +94,8 @@ def register_feedback(app: Flask) -> None:
                               strategy="fixed-window", key_prefix="feedback",
                               swallow_errors=True)  # a database outage is the store's 503, not the limiter's 500
     if app.config["FEEDBACK_RATE_LIMIT"].strip():
-        service.limiter.limit(app.config["FEEDBACK_RATE_LIMIT"], methods=["POST"])(bp)
+        # One count for the page's form and the API together (a blueprint limit would count each route apart).
+        service.limiter.shared_limit(app.config["FEEDBACK_RATE_LIMIT"], scope="feedback", methods=["POST"])(bp)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
 
 

@@ -5,6 +5,7 @@ No Flask here: the feedback blueprint, the owner page and `snakes-web feedback` 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime
 import os
 import re
@@ -80,7 +81,7 @@ class FeedbackStore:
                     raise QuotaFull("The feedback store is full for now, so this photo was not kept. "
                                     "Thank you all the same.")
                 return int(connection.execute(
-                    insert(feedback).values(created_at=_now(), image_bytes=size, **entry.__dict__)
+                    insert(feedback).values(created_at=_now(), image_bytes=size, **dataclasses.asdict(entry))
                     .returning(feedback.c.id)).scalar_one())
         except IntegrityError:
             raise AlreadySent("Feedback for this photo was already sent; it is stored once.") from None

@@ -243,6 +243,14 @@ def test_the_rate_limit_is_per_client_and_answers_429_with_retry_after(settings:
     assert answer(client, tokens[4], address="192.0.2.7", verdict="confirm").status_code == 201  # another client
 
 
+def test_the_page_form_and_the_api_share_one_count(settings: dict[str, Any]) -> None:
+    client = make_app(settings, FEEDBACK_RATE_LIMIT="2/minute").test_client()
+    tokens = [predict(client)["feedback_token"] for _ in range(3)]
+    assert client.post("/feedback", data={"token": tokens[0], "verdict": "confirm"}).status_code == 200
+    assert answer(client, tokens[1], verdict="confirm").status_code == 201
+    assert answer(client, tokens[2], verdict="confirm").status_code == 429
+
+
 def test_the_page_form_is_rate_limited_too(settings: dict[str, Any]) -> None:
     client = make_app(settings, FEEDBACK_RATE_LIMIT="1/minute").test_client()
     tokens = [predict(client)["feedback_token"] for _ in range(2)]

@@ -59,10 +59,10 @@ def test_with_the_script_the_answer_is_sent_in_place(browser: Any, site: Any) ->
     form.wait_for(timeout=15_000)
     assert page.inner_text(".result legend") == "Is this right?"
     assert page.inner_text(".result button[value=confirm]") == "Yes, it is blue"
-    assert sorted(page.locator("#feedback-label option").all_inner_texts()) == ["green", "red"]
+    assert sorted(page.locator(".result form.feedback select[name=label] option").all_inner_texts()) == ["green", "red"]
     assert axe_violations(page) == []
     screenshot(page, "feedback-question")
-    page.select_option("#feedback-label", "green")
+    page.select_option(".result form.feedback select[name=label]", "green")
     page.click("button[value=correct]")
     page.locator(".feedback-status.done").wait_for(timeout=10_000)
     assert page.inner_text(".feedback-status.done") == "Thank you. Stored: it is green."
@@ -100,7 +100,7 @@ def test_without_the_script_the_form_posts_and_the_server_thanks(browser: Any, s
     with page.expect_navigation():
         page.click("form.classify button[type=submit]")
     assert "Your photo is not stored" in page.inner_text("form.classify")
-    page.fill("#feedback-other", "a green mamba")
+    page.fill("form.feedback input[name=other]", "a green mamba")
     with page.expect_navigation():
         page.click("button[value=none]")
     assert page.url == f"{base}/feedback"

@@ -9,6 +9,7 @@
   var template = document.getElementById("classify");
   var POST_PAGE = "/feedback";
   var API = "/api/v1/feedback";
+  var built = 0; // ids stay unique when a page has several results
 
   Array.prototype.forEach.call(document.querySelectorAll("form.feedback"), enhance);
 
@@ -29,6 +30,8 @@
 
   // The same markup as templates/_feedback.html.
   function build(token, best, labels) {
+    built += 1;
+    var fid = "feedback-js-" + built;
     var form = element("form", { "class": "feedback", method: "post", action: POST_PAGE, "data-api": API });
     var set = element("fieldset");
     set.appendChild(element("legend", null, "Is this right?"));
@@ -37,15 +40,15 @@
     yes.appendChild(element("button", { type: "submit", name: "verdict", value: "confirm" }, "Yes, it is " + best));
     set.appendChild(yes);
     var no = element("p", { "class": "feedback-row" });
-    no.appendChild(element("label", { "for": "feedback-label" }, "No, it is"));
-    var select = element("select", { id: "feedback-label", name: "label" });
+    no.appendChild(element("label", { "for": fid + "-label" }, "No, it is"));
+    var select = element("select", { id: fid + "-label", name: "label" });
     labels.forEach(function (label) { if (label !== best) { select.appendChild(element("option", null, label)); } });
     no.appendChild(select);
     no.appendChild(element("button", { type: "submit", name: "verdict", value: "correct" }, "Send"));
     set.appendChild(no);
     var none = element("p", { "class": "feedback-row" });
-    none.appendChild(element("label", { "for": "feedback-other" }, "None of these. It is (optional):"));
-    none.appendChild(element("input", { id: "feedback-other", name: "other", maxlength: "100", autocomplete: "off" }));
+    none.appendChild(element("label", { "for": fid + "-other" }, "None of these. It is (optional):"));
+    none.appendChild(element("input", { id: fid + "-other", name: "other", maxlength: "100", autocomplete: "off" }));
     none.appendChild(element("button", { type: "submit", name: "verdict", value: "none" }, "None of these"));
     set.appendChild(none);
     set.appendChild(element("p", { "class": "hint privacy" }, "Answering stores this photo (re-encoded, without " +
