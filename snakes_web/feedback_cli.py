@@ -69,4 +69,5 @@ def purge_feedback(store: FeedbackStore, args: argparse.Namespace) -> int:
     """Delete entries and say how many."""
     older = datetime.timedelta(days=args.older_than) if args.older_than is not None else None
     print(f"Deleted {store.purge(older)} entries.")
+    store.compact()
     return 0

@@ -138,6 +138,19 @@ class FeedbackStore:
                 total_bytes=select(func.coalesce(func.sum(feedback.c.image_bytes), 0)).scalar_subquery()))
         return int(gone)
 
+    def compact(self) -> None:
+        """Give the space of deleted rows back to the file system (SQLite's VACUUM; PostgreSQL does it itself)."""
+        if self.database.kind != "sqlite":
+            return
+        raw = self.database.engine.raw_connection()  # outside SQLAlchemy's transactions: VACUUM refuses those
+        try:
+            cursor = raw.cursor()
+            cursor.execute("VACUUM")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.close()
+        finally:
+            raw.close()
+
     def secret(self, name: str) -> str:
         """Return the shared secret ``name``, made once (the first process to ask makes it for all)."""
         with self.database.engine.begin() as connection:

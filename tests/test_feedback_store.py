@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
+import os
 import datetime
 import io
 import uuid
@@ -116,6 +118,19 @@ def test_purge_older_than_keeps_the_new_and_puts_the_usage_right(store: Feedback
     assert store.purge(datetime.timedelta(days=30)) == 1
     assert store.ids() == {new} and store.usage() == (1, len(entry().image))
     assert store.purge() == 1 and store.usage() == (0, 0)
+
+
+def test_compact_gives_a_purged_sqlite_file_its_space_back(tmp_path: Path) -> None:
+    store = FeedbackStore(Database(f"sqlite:///{tmp_path}/f.db"))
+    big = dataclasses.replace(entry(), image=os.urandom(200_000))
+    for _ in range(10):
+        store.add(dataclasses.replace(big, token_digest=uuid.uuid4().hex), ROOMY)
+    store.compact()
+    full = (tmp_path / "f.db").stat().st_size
+    store.purge()
+    store.compact()
+    assert full > 2_000_000 and (tmp_path / "f.db").stat().st_size < full // 10
+    store.database.dispose()
 
 
 def test_confusion_counts_predicted_against_answered(store: FeedbackStore) -> None:
