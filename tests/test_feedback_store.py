@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
 import datetime
 import io
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
