@@ -78,27 +78,35 @@ ARG PIP_INDEX_URL=""
 ARG PIP_EXTRA_INDEX_URL=""
 ARG PIP_FIND_LINKS=""
 ENV SNAKES_MODEL=/app/models/export.onnx \
+    SNAKES_DATA_DIR=/data \
     PORT=8000
 # The serving set only, setup.cfg's install_requires (Flask, gunicorn, Pillow, NumPy, ONNX Runtime, ...),
 # in a venv without pip or setuptools: the image's own pip installs into it (`--python`). Byte-compiled
 # here, since the non-root user cannot write __pycache__. Left out, as serving never uses them: NumPy's
 # test suite and ONNX Runtime's C API library (libonnxruntime.so, 34 MB; the Python module has the
-# runtime linked in, and the import check fails the build should that ever change).
+# runtime linked in, and the import check fails the build should that ever change), SQLAlchemy's test
+# suite and its optional Cython speed-ups (9 MB; it falls back to the same code in Python, which for a few
+# feedback rows an hour makes no difference).
 COPY --from=requirements /requirements/serving.txt /tmp/requirements/
 RUN python -m venv --without-pip /opt/venv \
  && pip-env pip --python /opt/venv/bin/python install --no-compile -r /tmp/requirements/serving.txt \
  && site=/opt/venv/lib/python3.11/site-packages \
  && find "$site/numpy" -depth -type d -name tests -exec rm -rf {} + \
  && rm "$site"/onnxruntime/capi/libonnxruntime.so.* \
+ && rm -rf "$site/sqlalchemy/testing" && find "$site/sqlalchemy" -name '*.so' -delete \
  && python -m compileall -q -j 0 -x '/onnxruntime/(transformers|quantization|tools)/' "$site" \
- && python -c "import flask, gunicorn, numpy, onnxruntime, PIL, pillow_heif" \
+ && python -c "import flask, gunicorn, numpy, onnxruntime, PIL, pillow_heif, sqlalchemy, alembic, psycopg, flask_limiter" \
  && rm -rf /tmp/requirements
 COPY --from=base /opt/wheel/ /tmp/wheel/
 RUN pip --python /opt/venv/bin/python install --no-deps --no-index /tmp/wheel/*.whl && rm -rf /tmp/wheel
-RUN useradd --no-log-init --uid 10001 --user-group --create-home --shell /usr/sbin/nologin snakes
+RUN useradd --no-log-init --uid 10001 --user-group --create-home --shell /usr/sbin/nologin snakes \
+ && mkdir /data && chown 10001:10001 /data
 WORKDIR /app
 COPY wsgi.py gunicorn.conf.py ./
 COPY --from=base /opt/models/export.onnx models/export.onnx
+# The feedback database (SQLite, snakes-web.db) lives here: keep it on a volume. Several replicas share
+# PostgreSQL instead (SNAKES_DATABASE_URL=postgresql://...), and need nothing here.
+VOLUME /data
 # Numeric, so a runtime can check it is not root (Kubernetes' runAsNonRoot).
 USER 10001:10001
 EXPOSE 8000

@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_security_headers(app)
     register_blueprints(app)
+    register_feedback(app)
     return app
 
 
@@ -91,6 +92,15 @@ def register_security_headers(app: Flask) -> None:
     from .security import register_security_headers as register
 
     register(app)
+
+
+def register_feedback(app: Flask) -> None:
+    """Ask "Is this right?" under results: the feedback store, its rate limit and routes, the owner page."""
+    from .feedback import register_feedback as register
+    from .owner import register_owner
+
+    register(app)
+    register_owner(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -24,13 +24,14 @@ def predict() -> dict[str, Any]:
     if is_batch(request):
         return batch_payload(classify_batch(current_app, request, explain=explain), predictor.describe(), top)
     result = classify_request(current_app, request, allow_json=True, explain=explain)
-    return result_payload(result.predictions, predictor.describe(), top, result.heatmap)
+    return result_payload(result.predictions, predictor.describe(), top, result.heatmap, result.feedback_token)
 
 
 def batch_payload(results: list[Classified | SnakesError], model: dict[str, Any], top: int) -> dict[str, Any]:
     """Return one entry per input, in order: its result, or its problem document."""
     return {"results": [problem(item) if isinstance(item, SnakesError)
-                        else result_payload(item.predictions, model, top, item.heatmap) for item in results]}
+                        else result_payload(item.predictions, model, top, item.heatmap, item.feedback_token)
+                        for item in results]}
 
 
 @bp.get("/model")

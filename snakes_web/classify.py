@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, Request
 
+from .feedback import feedback_token, kept_image
 from .gate import gate_of
 from .heatmaps import explained
 from .images import thumbnail_jpeg
@@ -25,6 +26,7 @@ class Classified:
     predictions: list[Prediction]
     preview: bytes | None = None
     heatmap: dict[str, Any] | None = None
+    feedback_token: str | None = None  # the signed, re-encoded photo "Is this right?" sends back
 
 
 def classify_request(app: Flask, request: Request, *, allow_json: bool, preview: bool = False,
@@ -48,4 +50,6 @@ def classify_data(app: Flask, data: bytes, *, preview: bool = False,
             else:
                 predictions, heatmap = explained(predictor, image, explain.label)
         thumbnail = thumbnail_jpeg(image) if preview else None
-    return Classified(predictions, thumbnail, heatmap.as_dict(image.size) if heatmap else None)
+        kept = kept_image(app, image)
+    return Classified(predictions, thumbnail, heatmap.as_dict(image.size) if heatmap else None,
+                      feedback_token(app, predictions, kept))

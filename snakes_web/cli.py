@@ -90,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     classify = commands.add_parser("predict", help="Print a model's top predictions for image files.")
     predict.add_arguments(classify)
     classify.set_defaults(run=predict.run)
+    from . import feedback_cli
+
+    feedback = commands.add_parser("feedback", help="List, export (for `train`) or purge visitors' feedback.")
+    feedback_cli.add_arguments(feedback)
+    feedback.set_defaults(run=feedback_cli.run)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -38,6 +38,15 @@ def parse_origins(raw: str) -> str:
     return ",".join(parts)
 
 
+def parse_rate_limits(raw: str) -> str:
+    """Check a `limits` rate-limit string such as ``10/minute;100/day`` (empty: no limit)."""
+    if raw.strip():
+        from limits import parse_many
+
+        parse_many(raw)  # ValueError names what it could not read
+    return raw.strip()
+
+
 @dataclass(frozen=True)
 class Setting:
     """One configuration value: its name, default, parser and help line."""
@@ -120,6 +129,35 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("SHOW_ABOVE", 0.01, float,
             "Probability a class needs for the page to list it with the answer (the top 3 always are; "
             "the rest are one click away)."),
+    # --- issue 18: feedback (visitors correct the model; stored only when they send it) ---
+    Setting("FEEDBACK", True, parse_bool,
+            "Ask \"Is this right?\" on every result and store the photo when the visitor answers; false turns "
+            "it off (no token in answers, nothing stored)."),
+    Setting("DATA_DIR", "data", str,
+            "Folder of the default SQLite database (`snakes-web.db`, WAL mode); made when missing."),
+    Setting("DATABASE_URL", "", str,
+            "Database for feedback: empty means SQLite in `DATA_DIR`; `postgresql://user@host/db` for several "
+            "replicas (psycopg 3)."),
+    Setting("SECRET_KEY", "", str,
+            "Key that signs feedback tokens; empty means one made once and kept in the database (shared by "
+            "every worker and replica)."),
+    Setting("FEEDBACK_TOKEN_TTL", 3600, int,
+            "Seconds a prediction's feedback token stays valid."),
+    Setting("FEEDBACK_IMAGE_SIDE", 512, int,
+            "Longest side, in pixels, of the re-encoded JPEG a feedback token carries and the database keeps."),
+    Setting("FEEDBACK_IMAGE_BYTES", 120_000, int,
+            "Largest re-encoded feedback image, in bytes (quality, then size, is lowered to fit)."),
+    Setting("FEEDBACK_MAX_ITEMS", 10_000, int,
+            "Most feedback entries kept; past it feedback gets 507 until the owner exports and purges."),
+    Setting("FEEDBACK_MAX_BYTES", 500 * 1024 * 1024, int,
+            "Most bytes of feedback images kept; past it feedback gets 507."),
+    Setting("FEEDBACK_RATE_LIMIT", "10/minute;100/day", parse_rate_limits,
+            "Feedback each client address may send (a `limits` string); more gets 429. Empty turns the limit off."),
+    Setting("RATE_LIMIT_STORAGE", "", str,
+            "Where the rate limit counts: empty means the feedback database (shared by every worker and "
+            "replica); or a `limits` storage URI such as `redis://host:6379`."),
+    Setting("OWNER_TOKEN", "", str,
+            "Password of the owner page `/owner` (recent feedback, confusion table); empty turns the page off."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).

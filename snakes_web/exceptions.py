@@ -91,5 +91,40 @@ class UpstreamTimeout(SnakesError):
     status, title, slug = 504, "Gateway Timeout", "upstream-timeout"
 
 
+# --- issue 18: feedback ---
+class Unauthorized(SnakesError):
+    """The owner page needs its token."""
+
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class AlreadySent(SnakesError):
+    """Feedback for this prediction was stored already (each token is used once)."""
+
+    status, title, slug = 409, "Conflict", "already-sent"
+
+
+class RateLimited(SnakesError):
+    """This client sent more feedback than the rate limit allows."""
+
+    status, title, slug = 429, "Too Many Requests", "rate-limited"
+
+    def __init__(self, detail: str, retry_after: int = 60) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+
+
+class StorageUnavailable(SnakesError):
+    """The feedback database cannot be reached or written right now."""
+
+    status, title, slug = 503, "Service Unavailable", "storage-unavailable"
+
+
+class QuotaFull(SnakesError):
+    """The feedback store holds as many entries or bytes as it may (507: the owner must make room)."""
+
+    status, title, slug = 507, "Insufficient Storage", "quota-full"
+
+
 class ModelLoadError(RuntimeError):
     """The model file is missing or cannot be loaded; the message names the path and the setting."""

@@ -72,6 +72,33 @@ _PREDICT_ERRORS = {
 }
 
 
+# --- issue 18: feedback ---
+_FEEDBACK_FIELDS = {
+    "token": {"type": "string", "description": "The `feedback_token` of the prediction's answer (valid for "
+                                               "`SNAKES_FEEDBACK_TOKEN_TTL` seconds, used once)."},
+    "verdict": {"type": "string", "enum": ["confirm", "correct", "none"],
+                "description": "`confirm`: the top prediction is right; `correct`: the right one is `label`; "
+                               "`none`: none of the model's labels (`other` may say what it is)."},
+    "label": {"type": "string", "description": "For `correct`: one of the model's labels (`GET /api/v1/model`)."},
+    "other": {"type": "string", "maxLength": 100, "description": "For `none`: what it is, in your words."},
+}
+_FEEDBACK_BODY = {"type": "object", "properties": _FEEDBACK_FIELDS, "required": ["token", "verdict"]}
+_FEEDBACK_ERRORS = {
+    "400": _problem("No or a bad token (not ours, or too old), an unknown `verdict`, a `label` that is not one "
+                    "of the model's, or `other` over 100 characters."),
+    "404": _problem("Feedback is turned off on this server (`SNAKES_FEEDBACK=false`)."),
+    "409": _problem("Feedback for this prediction was already stored (`already-sent`); each token counts once."),
+    "413": _problem("The body is over its limit."),
+    "415": _problem("The body is neither JSON nor a form."),
+    "429": _problem("This client sent more feedback than `SNAKES_FEEDBACK_RATE_LIMIT` allows (`rate-limited`); "
+                    "retry after `Retry-After` seconds.", retry_after=True),
+    "500": _problem("Something went wrong on the server; quote the request id."),
+    "503": _problem("The feedback database cannot be reached (`storage-unavailable`)."),
+    "507": _problem("The feedback store is full (`quota-full`: `SNAKES_FEEDBACK_MAX_ITEMS` or "
+                    "`SNAKES_FEEDBACK_MAX_BYTES`); nothing was stored."),
+}
+
+
 def document() -> dict[str, Any]:
     """Return the OpenAPI 3.1 document of every route the app serves."""
     return {
@@ -132,6 +159,17 @@ def document() -> dict[str, Any]:
                                          JSON, {"oneOf": [_ref("PredictResult"), _ref("BatchResult")]}),
                               **_PREDICT_ERRORS},
             }},
+            "/api/v1/feedback": {"post": {
+                "tags": ["api"], "operationId": "feedback", "summary": "Say whether a prediction was right",
+                "description": "Only now is the photo stored (re-encoded, no metadata): send the prediction's "
+                               "`feedback_token` with `confirm`, `correct` and a `label`, or `none`.",
+                "parameters": [_REQUEST_ID_PARAM],
+                "requestBody": {"required": True, "content": {
+                    JSON: {"schema": _FEEDBACK_BODY},
+                    "application/x-www-form-urlencoded": {"schema": _FEEDBACK_BODY},
+                    "multipart/form-data": {"schema": _FEEDBACK_BODY}}},
+                "responses": {"201": _ok("Stored.", JSON, _ref("FeedbackStored")), **_FEEDBACK_ERRORS},
+            }},
             "/api/v1/model": {"get": {
                 "tags": ["api"], "operationId": "model", "summary": "Describe the loaded model and its labels",
                 "parameters": [_REQUEST_ID_PARAM],
@@ -165,6 +203,27 @@ def document() -> dict[str, Any]:
                                        "4XX": _html("The form again, with the problem explained."),
                                        "5XX": _html("The form again, with the problem explained.")}},
             },
+            "/feedback": {"post": {
+                "tags": ["pages"], "operationId": "feedbackPage",
+                "summary": "The result page's \"Is this right?\" form (works without JavaScript)",
+                "parameters": [_REQUEST_ID_PARAM],
+                "requestBody": {"required": True, "content": {
+                    "application/x-www-form-urlencoded": {"schema": _FEEDBACK_BODY},
+                    "multipart/form-data": {"schema": _FEEDBACK_BODY}}},
+                "responses": {"200": _html("Thank you: what was stored."),
+                              "4XX": _html("The problem explained (429 and 507 as for the API)."),
+                              "5XX": _html("The problem explained.")},
+            }},
+            "/owner": {"get": {
+                "tags": ["pages"], "operationId": "owner",
+                "summary": "The owner page: recent feedback and the predicted-vs-corrected table",
+                "description": "404 unless `SNAKES_OWNER_TOKEN` is set; then that token is the password (HTTP "
+                               "Basic, any user) or a Bearer token.",
+                "parameters": [_REQUEST_ID_PARAM],
+                "responses": {"200": _html("Recent feedback with thumbnails, and the confusion table."),
+                              "401": _html("No or a wrong token."),
+                              "404": _html("The page is off.")},
+            }},
             "/healthz": {"get": {
                 "tags": ["operations"], "operationId": "healthz", "summary": "Liveness: the process serves requests",
                 "parameters": [_REQUEST_ID_PARAM],
@@ -203,7 +262,10 @@ def document() -> dict[str, Any]:
                     "predictions": {"type": "array", "items": _ref("Prediction"),
                                     "description": "Most likely first."},
                     "model": _ref("ModelSummary"),
-                    "heatmap": _ref("Heatmap")}},
+                    "heatmap": _ref("Heatmap"),
+                    "feedback_token": {"type": "string",
+                                       "description": "Send it to `POST /api/v1/feedback` to say whether this "
+                                                      "was right (absent when feedback is off)."}}},
                 "BatchResult": {"type": "object", "required": ["results"], "properties": {
                     "results": {"type": "array", "description": "One entry per photo, in the order sent.",
                                 "items": {"oneOf": [_ref("PredictResult"), _ref("Problem")]}}}},
@@ -226,6 +288,14 @@ def document() -> dict[str, Any]:
                         "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4,
                                 "description": "Where the grid lies on the photo: left, top, right, bottom "
                                                "as fractions of its width and height."}}},
+                "FeedbackStored": {"type": "object", "required": ["stored", "id", "verdict", "predicted"],
+                                   "properties": {
+                                       "stored": {"const": True}, "id": {"type": "integer"},
+                                       "verdict": _FEEDBACK_FIELDS["verdict"],
+                                       "predicted": {"type": "string", "description": "The model's top label."},
+                                       "label": {"type": ["string", "null"],
+                                                 "description": "The right label; null for `none`."},
+                                       "other": {"type": ["string", "null"]}}},
                 "ModelInfo": {"allOf": [_ref("ModelSummary"), {
                     "type": "object", "required": ["vocab"], "properties": {
                         "vocab": {"type": "array", "items": {"type": "string"},

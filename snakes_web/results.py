@@ -22,13 +22,16 @@ def parse_top(raw: str | None, available: int) -> int:
 
 
 def result_payload(predictions: Sequence[Prediction], model: dict[str, Any],
-                   top: int | None = None, heatmap: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Return the response body: predictions (most likely first), what model made them, and any heatmap."""
+                   top: int | None = None, heatmap: dict[str, Any] | None = None,
+                   feedback_token: str | None = None) -> dict[str, Any]:
+    """Return the response body: predictions (most likely first), the model, any heatmap, the feedback token."""
     shown = predictions[:top] if top is not None else predictions
     summary = {key: model[key] for key in ("name", "backend", "labels", "input_size") if key in model}
     body: dict[str, Any] = {"predictions": [p.as_dict() for p in shown], "model": summary}
     if heatmap is not None:
         body["heatmap"] = heatmap
+    if feedback_token:
+        body["feedback_token"] = feedback_token
     return body
 
 

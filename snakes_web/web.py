@@ -79,7 +79,8 @@ def _card(item: Classified | SnakesError, model: dict[str, Any]) -> dict[str, An
     result = result_payload(item.predictions, model, heatmap=item.heatmap)
     shown, rest = answers_that_matter(result["predictions"], current_app.config["SHOW_ABOVE"])
     preview = base64.b64encode(item.preview or b"").decode("ascii")
-    return {"result": result, "shown": shown, "rest": rest, "preview": preview}
+    return {"result": result, "shown": shown, "rest": rest, "preview": preview,
+            "feedback_token": item.feedback_token}
 
 
 def _page(**context: Any) -> str:

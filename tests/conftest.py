@@ -50,11 +50,35 @@ def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (64, 48), colour: Any 
     return out.getvalue()
 
 
+DATA_DIR_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every app's feedback database (even a module-level app's, or a gunicorn's) out of the checkout."""
+    import os
+    import tempfile
+
+    if "SNAKES_DATA_DIR" not in os.environ:
+        config.stash[DATA_DIR_KEY] = os.environ["SNAKES_DATA_DIR"] = tempfile.mkdtemp(prefix="snakes-test-data-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's data folder."""
+    import os
+    import shutil
+
+    folder = config.stash.get(DATA_DIR_KEY, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("SNAKES_DATA_DIR", None)
+
+
 @pytest.fixture
-def settings() -> dict[str, Any]:
+def settings(tmp_path: Path) -> dict[str, Any]:
     """Test settings. Private URLs are allowed so the loopback image server is reachable."""
     return {"PREDICTOR": FakePredictor(), "TESTING": True, "ALLOW_PRIVATE_URLS": True,
-            "FETCH_TIMEOUT": 1.0, "MAX_UPLOAD_BYTES": 2 * 1024 * 1024, "FETCH_MAX_BYTES": 1024 * 1024}
+            "FETCH_TIMEOUT": 1.0, "MAX_UPLOAD_BYTES": 2 * 1024 * 1024, "FETCH_MAX_BYTES": 1024 * 1024,
+            "DATA_DIR": str(tmp_path / "data")}
 
 
 @pytest.fixture
@@ -215,3 +239,24 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
 def photo() -> Callable[[str], bytes]:
     """Return the bytes of a real photo in tests/data."""
     return lambda name: (DATA / name).read_bytes()
+
+
+# --- databases for the feedback tests (issue 18) -------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_socket() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on a Unix socket, once a session (about 1 s)."""
+    from tests.postgres import cluster
+
+    with cluster() as folder:
+        yield folder
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty feedback database of each kind: a SQLite file, a fresh database in the session's cluster."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.db'}"
+    from tests.postgres import new_database
+
+    return new_database(request.getfixturevalue("postgres_socket"))

@@ -125,7 +125,8 @@ def test_the_same_worker_survives_every_bad_input_with_bounded_memory(one_worker
     rss_second = rss_kb(worker)
 
     after = classify_photo(base)
-    assert after == before and after["predictions"][0]["label"] == "not a snake"
+    same = ("predictions", "model")  # not the feedback token: each prediction gets its own
+    assert [after[k] for k in same] == [before[k] for k in same] and after["predictions"][0]["label"] == "not a snake"
     text = one_worker["log"].read_text()
     assert re.findall(r"Booting worker with pid: (\d+)", text) == [str(worker)]  # never re-spawned
     assert "Traceback" not in text

@@ -490,6 +490,7 @@
     answer.appendChild(note);
     answerTables(predictions).forEach(function (part) { answer.appendChild(part); });
     section.appendChild(answer);
+    outcome.dispatchEvent(new CustomEvent("snakes:result", { detail: { body: body, answer: answer } })); // feedback.js
     if (!outcome.querySelector(".result.pending")) { outcome.removeAttribute("aria-busy"); }
     return heading;
   }

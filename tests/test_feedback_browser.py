@@ -1,0 +1,120 @@
+"""'Is this right?' in Chromium: with the script (answered in place) and without it (a form post)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snakes_web import create_app
+from snakes_web.feedback import feedback_of
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, WATCH_CSP, live_server, screenshot
+from tests.conftest import COLOURS, FakePredictor, image_bytes
+from tests.test_browser import axe_violations
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium, once for the module."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """The app with the fake model and its own feedback database, on loopback."""
+    app = create_app({"PREDICTOR": FakePredictor(), "DATA_DIR": str(tmp_path)})
+    with live_server(app) as base:
+        yield base, app
+
+
+def open_page(browser: Any, base: str, javascript: bool = True, viewport: dict[str, int] = DESKTOP) -> Any:
+    """Open the page in a fresh context that records CSP violations."""
+    context = browser.new_context(viewport=viewport, java_script_enabled=javascript)
+    context.add_init_script(WATCH_CSP)
+    page = context.new_page()
+    page.goto(base)
+    return page
+
+
+def pick(page: Any, colour: str) -> None:
+    """Choose a photo of one colour with the file field."""
+    page.set_input_files("#file", files=[{"name": f"{colour}.png", "mimeType": "image/png",
+                                          "buffer": image_bytes(colour=COLOURS[colour])}])
+
+
+def test_with_the_script_the_answer_is_sent_in_place(browser: Any, site: Any) -> None:
+    base, app = site
+    page = open_page(browser, base)
+    pick(page, "blue")
+    form = page.locator(".result form.feedback")
+    form.wait_for(timeout=15_000)
+    assert page.inner_text(".result legend") == "Is this right?"
+    assert page.inner_text(".result button[value=confirm]") == "Yes, it is blue"
+    assert sorted(page.locator(".result form.feedback select[name=label] option").all_inner_texts()) == ["green", "red"]
+    assert axe_violations(page) == []
+    screenshot(page, "feedback-question")
+    page.select_option(".result form.feedback select[name=label]", "green")
+    page.click("button[value=correct]")
+    page.locator(".feedback-status.done").wait_for(timeout=10_000)
+    assert page.inner_text(".feedback-status.done") == "Thank you. Stored: it is green."
+    assert page.url.rstrip("/") == base  # no navigation
+    screenshot(page, "feedback-stored")
+    assert [(row.predicted, row.label) for row in feedback_of(app).store.entries()] == [("blue", "green")]
+    assert page.evaluate("window.__cspViolations") == []
+    page.context.close()
+
+
+def test_with_the_script_an_error_is_said_in_the_form(browser: Any, site: Any) -> None:
+    base, app = site
+    page = open_page(browser, base)
+    pick(page, "red")
+    page.locator(".result form.feedback").wait_for(timeout=15_000)
+    page.click("button[value=confirm]")
+    page.locator(".feedback-status.done").wait_for(timeout=10_000)
+    pick(page, "red")  # a new result, a new token: answer it twice
+    page.locator(".result form.feedback").wait_for(timeout=15_000)
+    token = page.get_attribute(".result form.feedback input[name=token]", "value")
+    page.evaluate("(t) => fetch('/api/v1/feedback', {method: 'POST', headers: {'Content-Type': 'application/json'},"
+                  " body: JSON.stringify({token: t, verdict: 'confirm'})})", token)
+    page.click("button[value=confirm]")
+    status = page.locator(".result .feedback-status:not(.done)")
+    status.wait_for(state="visible", timeout=10_000)
+    assert "already sent" in status.inner_text()
+    assert feedback_of(app).store.count() == 2
+    page.context.close()
+
+
+def test_without_the_script_the_form_posts_and_the_server_thanks(browser: Any, site: Any) -> None:
+    base, app = site
+    page = open_page(browser, base, javascript=False)
+    pick(page, "green")
+    with page.expect_navigation():
+        page.click("form.classify button[type=submit]")
+    assert "Your photo is not stored" in page.inner_text("form.classify")
+    page.fill("form.feedback input[name=other]", "a green mamba")
+    with page.expect_navigation():
+        page.click("button[value=none]")
+    assert page.url == f"{base}/feedback"
+    assert "Stored: none of the model's labels (you said: a green mamba)." in page.inner_text("main")
+    [row] = feedback_of(app).store.entries()
+    assert (row.verdict, row.label, row.other) == ("none", None, "a green mamba")
+    page.context.close()
+
+
+def test_the_question_fits_a_360_pixel_phone(browser: Any, site: Any) -> None:
+    base, _ = site
+    page = open_page(browser, base, viewport=PHONE)
+    pick(page, "green")
+    page.locator(".result form.feedback").wait_for(timeout=15_000)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert axe_violations(page) == []
+    page.context.close()
