@@ -129,6 +129,10 @@ def test_several_dropped_photos_get_a_card_each_in_order_one_failing_alone(page:
     assert page.inner_text("#outcome .result.failed .error").startswith("That file is a PDF")
     assert page.locator("#outcome .result img.preview").count() == 3
     assert page.is_hidden("#problem")  # a batch's problem stays in its card
+    # Each answered card asks "Is this right?" with its own form (and its own ids); the failed one does not.
+    assert page.locator("#outcome .result form.feedback").count() == 3
+    assert page.locator("#outcome .result.failed form.feedback").count() == 0
+    assert len(set(page.locator("#outcome form.feedback select").evaluate_all("els => els.map(e => e.id)"))) == 3
 
 
 def test_several_pasted_addresses_get_a_card_each(page: Any, site: Any) -> None:

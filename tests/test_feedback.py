@@ -189,6 +189,18 @@ def test_the_result_page_asks_and_its_form_stores_without_javascript(app: Any, u
     assert [row.label for row in stored(app)] == ["blue"]
 
 
+def test_several_photos_get_a_question_each_and_each_answer_stores_its_own_photo(app: Any, client: Any) -> None:
+    from tests.test_batch import post_files
+    parts = [(f"{name}.png", image_bytes(colour=COLOURS[name])) for name in ("red", "green", "blue")]
+    page = post_files(client, "/", parts).get_data(as_text=True)
+    tokens = re.findall(r'name="token" value="([^"]+)"', page)
+    ids = re.findall(r'id="(feedback-[^"]+-label)"', page)
+    assert len(tokens) == 3 and len(set(tokens)) == 3 and len(set(ids)) == 3
+    for token in tokens:
+        assert client.post("/feedback", data={"token": token, "verdict": "confirm"}).status_code == 200
+    assert sorted(row.label for row in stored(app)) == ["blue", "green", "red"]
+
+
 def test_a_bad_form_post_gets_the_html_error_page(client: Any) -> None:
     response = client.post("/feedback", data={"token": "nope", "verdict": "confirm"})
     assert response.status_code == 400 and response.mimetype == "text/html"
