@@ -113,6 +113,13 @@ SETTINGS: tuple[Setting, ...] = (
             "0 means four per slot."),
     Setting("QUEUE_TIMEOUT", 5.0, float,
             "Seconds a request may wait for an inference slot before it gets 503."),
+    # --- issue 15: graceful shutdown ---
+    Setting("DRAIN_SECONDS", 5, int,
+            "Seconds after SIGTERM that gunicorn keeps accepting and answering while `/readyz` says 503, "
+            "so load balancers stop sending before it stops listening. 0: stop listening at once."),
+    Setting("GRACEFUL_TIMEOUT", 20, int,
+            "Seconds after the drain that requests already admitted get to finish before the workers are "
+            "killed; the whole stop takes at most `DRAIN_SECONDS` + this."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).
