@@ -7,8 +7,15 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from .exceptions import (BadRequest, ModelLoadError, ModelUnavailable, Overloaded, PayloadTooLarge, ShuttingDown,
-                         SnakesError)
+from .exceptions import (
+    BadRequest,
+    ModelLoadError,
+    ModelUnavailable,
+    Overloaded,
+    PayloadTooLarge,
+    ShuttingDown,
+    SnakesError,
+)
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "urn:snakes-web:problem:"

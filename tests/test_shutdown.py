@@ -20,8 +20,8 @@ from snakes_web import create_app
 from snakes_web.shutdown import StopFlag, attach, raise_on_sigterm
 from tests.conftest import image_bytes
 from tests.held_app import MAGENTA
-from tests.test_slow_clients import HELD_APP, environment, photo_upload
 from tests.test_gunicorn import running_gunicorn
+from tests.test_slow_clients import HELD_APP, environment, photo_upload
 
 DRAIN = 3
 

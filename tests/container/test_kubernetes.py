@@ -9,6 +9,7 @@ part for the probes (podman runs no probes here: it has no systemd for timers).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import ipaddress
 import json
@@ -30,8 +31,19 @@ from snakes_web.server import SEND_TIMEOUT
 from snakes_web.sizing import MASTER_MEMORY_MB, WORKER_MEMORY_MB, plan
 from tests.conftest import free_port
 from tests.container.conftest import PREFIX, ROOT, predict_photo, record, run, tool
-from tests.container.kube import (KUBERNETES_VERSION, MANIFESTS, by_kind, container, cpu_cores, env_of,
-                                  kustomization, mebibytes, playable, port_number, resources)
+from tests.container.kube import (
+    KUBERNETES_VERSION,
+    MANIFESTS,
+    by_kind,
+    container,
+    cpu_cores,
+    env_of,
+    kustomization,
+    mebibytes,
+    playable,
+    port_number,
+    resources,
+)
 
 pytestmark = pytest.mark.container
 
@@ -279,8 +291,8 @@ def test_podman_kube_play_runs_the_pod_ready_non_root_read_only_and_kube_down_cl
     assert "no-new-privileges" in inspected["HostConfig"]["SecurityOpt"]
     assert inspected["HostConfig"]["Memory"] == mebibytes(spec["resources"]["limits"]["memory"]) * 2**20
     # Inside that cgroup, sizing.py chose what the manifest's arithmetic says.
-    cores, memory = math.ceil(cpu_cores(spec["resources"]["limits"]["cpu"])), mebibytes(spec["resources"]["limits"]["memory"])
-    expected = plan("onnx", cores, memory).describe()
+    limits = spec["resources"]["limits"]
+    expected = plan("onnx", math.ceil(cpu_cores(limits["cpu"])), mebibytes(limits["memory"])).describe()
     logs = run(tool("podman"), "logs", name)
     assert f"snakes-web: onnx backend, {expected}" in logs.stdout + logs.stderr, (logs.stdout + logs.stderr)[-2000:]
 
@@ -293,10 +305,8 @@ def test_podman_kube_play_runs_the_pod_ready_non_root_read_only_and_kube_down_cl
     stop.start()
     deadline = time.monotonic() + 30
     while stop.is_alive() and time.monotonic() < deadline and 503 not in statuses:
-        try:
+        with contextlib.suppress(requests.RequestException):
             statuses.append(requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code)
-        except requests.RequestException:
-            pass
         time.sleep(0.05)
     assert 503 in statuses, statuses  # the readiness probe sees the drain ...
     assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200  # ... liveness does not
