@@ -19,6 +19,9 @@ How requests are served. Waiting never holds the model:
   so no request waits while a slot is free anywhere, and the kernel gives a killed worker's slots
   back. Past ``SNAKES_QUEUE_LENGTH`` waiting requests, or ``SNAKES_QUEUE_TIMEOUT`` seconds of
   waiting, a request is answered 503 with ``Retry-After`` at once.
+* **Stopping** (``snakes_web.shutdown``). On SIGTERM ``/readyz`` answers 503 at once in every worker;
+  the workers go on answering for ``SNAKES_DRAIN_SECONDS`` (so load balancers stop sending), then
+  stop listening and give what they hold ``SNAKES_GRACEFUL_TIMEOUT`` seconds more to finish.
 
 Every value comes from the app's settings (``snakes_web.config``), so ``SNAKES_*`` rules here too.
 """
@@ -57,7 +60,8 @@ sendfile = False  # static files are written by the threads like any answer (pac
 preload_app = False  # load the app, and so the model, in each worker
 control_socket_disable = True  # no gunicornc here; and $HOME may be read-only in a container
 timeout = _settings["WORKER_TIMEOUT"]
-graceful_timeout = 20
+# SIGTERM: the drain (still answering, /readyz 503), then what was admitted may finish; then SIGKILL.
+graceful_timeout = _settings["DRAIN_SECONDS"] + _settings["GRACEFUL_TIMEOUT"]
 accesslog = "-"
 # The request id of every response, so a user's report can be found in the log.
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms rid=%({x-request-id}o)s "%(a)s"'
@@ -85,6 +89,15 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     server.log.info("snakes-web: %s backend, %s", _backend, plan.describe())
     _prepare_metrics_dir(server)  # only once we know we start: an early exit would leave the folder behind
     _make_gate(server, plan.workers)
+
+
+def when_ready(server) -> None:  # type: ignore[no-untyped-def]
+    """Make the stop flag before any worker forks, and raise it on SIGTERM before gunicorn stops (issue 15)."""
+    from snakes_web.shutdown import raise_on_sigterm, server_flag
+
+    raise_on_sigterm(server_flag())
+    server.log.info("snakes-web: on SIGTERM, /readyz answers 503 at once; serving %d s more, then up to "
+                    "%d s to finish", _settings["DRAIN_SECONDS"], _settings["GRACEFUL_TIMEOUT"])
 
 
 # --- the inference gate (issue 14): one semaphore set for all workers, made before they fork ---

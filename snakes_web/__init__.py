@@ -18,6 +18,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_limits(app)
     register_predictor(app)
     register_gate(app)
+    register_shutdown(app)
     register_metrics(app)
     register_request_ids(app)
     register_cors(app)
@@ -56,6 +57,13 @@ def register_gate(app: Flask) -> None:
 
     size = size_of(1, app.config["QUEUE_LENGTH"], app.config["QUEUE_TIMEOUT"])
     attach(app.extensions, gate_from_environment(os.environ, size))
+
+
+def register_shutdown(app: Flask) -> None:
+    """Attach the server's stop flag (raised on SIGTERM under gunicorn: /readyz then answers 503)."""
+    from .shutdown import attach, server_flag
+
+    attach(app.extensions, server_flag())
 
 
 def register_metrics(app: Flask) -> None:

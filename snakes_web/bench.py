@@ -312,6 +312,7 @@ def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namesp
     if slow is not None:  # the slow URLs are served by the bench, on loopback
         env.update(SNAKES_ALLOW_PRIVATE_URLS="true", SNAKES_FETCH_TIMEOUT=f"{slow.fetch_timeout:g}")
     env.pop("PORT", None)
+    env["SNAKES_DRAIN_SECONDS"] = "0"  # stopped with SIGTERM when measured: no balancer to drain for
     first = next(iter(images.values()))
     body, content_type = multipart(first.read_bytes(), first.name)
     scenario = Scenario(name)

@@ -158,6 +158,13 @@ SETTINGS: tuple[Setting, ...] = (
             "replica); or a `limits` storage URI such as `redis://host:6379`."),
     Setting("OWNER_TOKEN", "", str,
             "Password of the owner page `/owner` (recent feedback, confusion table); empty turns the page off."),
+    # --- issue 15: graceful shutdown ---
+    Setting("DRAIN_SECONDS", 5, int,
+            "Seconds after SIGTERM that gunicorn keeps accepting and answering while `/readyz` says 503, "
+            "so load balancers stop sending before it stops listening. 0: stop listening at once."),
+    Setting("GRACEFUL_TIMEOUT", 20, int,
+            "Seconds after the drain that requests already admitted get to finish before the workers are "
+            "killed; the whole stop takes at most `DRAIN_SECONDS` + this."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).

@@ -7,7 +7,15 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from .exceptions import BadRequest, ModelLoadError, ModelUnavailable, Overloaded, PayloadTooLarge, SnakesError
+from .exceptions import (
+    BadRequest,
+    ModelLoadError,
+    ModelUnavailable,
+    Overloaded,
+    PayloadTooLarge,
+    ShuttingDown,
+    SnakesError,
+)
 
 log = logging.getLogger(__name__)
 PROBLEM_TYPE = "urn:snakes-web:problem:"
@@ -93,9 +101,10 @@ def wants_json() -> bool:
 def log_server_error(error: SnakesError) -> None:
     """Log a 5xx we answer on purpose (a remote server failed, no model) with the request id.
 
-    Overload is the exception: the gate logs it once per burst, not once per refused request.
+    Overload is the exception: the gate logs it once per burst, not once per refused request; and so is
+    a stopping server's /readyz, which the worker logs once when the drain starts.
     """
-    if error.status >= 500 and not isinstance(error, Overloaded):
+    if error.status >= 500 and not isinstance(error, Overloaded | ShuttingDown):
         log.warning("%s %s (request %s): %s", error.status, error.slug, g.get("request_id", "-"), error.detail)
 
 

@@ -85,6 +85,16 @@ class Overloaded(SnakesError):
         self.retry_after = retry_after  # seconds, sent as Retry-After
 
 
+class ShuttingDown(SnakesError):
+    """The server got SIGTERM: /readyz says so, so that load balancers send the next requests elsewhere."""
+
+    status, title, slug = 503, "Service Unavailable", "shutting-down"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+
+
 class UpstreamTimeout(SnakesError):
     """The remote server of an image URL was too slow."""
 

@@ -5,7 +5,9 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
+from .exceptions import ShuttingDown
 from .predictor import holder_of
+from .shutdown import stop_flag_of
 
 bp = Blueprint("health", __name__)
 
@@ -17,7 +19,9 @@ def healthz() -> dict[str, Any]:
 
 
 @bp.get("/readyz")
-def readyz() -> dict[str, Any]:
-    """Answer once the model is loaded and has made one prediction (loading it if needed)."""
+def readyz() -> Any:
+    """Answer once the model is loaded and has made one prediction (loading it if needed); 503 once stopping."""
+    if stop_flag_of(current_app).is_set():  # SIGTERM: load balancers, send the next requests elsewhere
+        raise ShuttingDown("The server is stopping; send the next requests to another replica.")
     holder_of(current_app).warm_up()
     return {"status": "ready", "model": holder_of(current_app).get().describe()["name"]}

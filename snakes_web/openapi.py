@@ -233,7 +233,9 @@ def document() -> dict[str, Any]:
                 "tags": ["operations"], "operationId": "readyz",
                 "summary": "Readiness: the model is loaded and has made one prediction",
                 "parameters": [_REQUEST_ID_PARAM],
-                "responses": {"200": _ok("Ready.", JSON, _ref("Ready")), "503": _PREDICT_ERRORS["503"]},
+                "responses": {"200": _ok("Ready.", JSON, _ref("Ready")), "503": _problem(
+                    "The model could not be loaded (`model-unavailable`), or the server got SIGTERM and is "
+                    "draining (`shutting-down`: send new requests elsewhere).", retry_after=True)},
             }},
             "/metrics": {"get": {
                 "tags": ["operations"], "operationId": "metrics", "summary": "Prometheus metrics, summed over workers",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from gunicorn.workers import gthread
 from .config import load_settings
 from .exceptions import RequestTimeout
 from .gate import InferenceGate, gate_of
+from .shutdown import server_flag
 
 #: glibc gives each thread that allocates its own malloc arena (up to 8 per core), and the memory
 #: freed in one is not reused by another: measured with 64 threads under load, an ONNX worker's RSS
@@ -190,7 +192,10 @@ class ThreadWorker(gthread.ThreadWorker):
         # accepts has a thread of its own (never a queue behind busy threads while another worker
         # is idle). gthread would then keep no connection alive; half the threads' worth may be.
         self.max_keepalived = max(1, self.cfg.threads // 2)
-        self.pace = pace_from_settings(load_settings())
+        settings = load_settings()
+        self.pace = pace_from_settings(settings)
+        self.drain_seconds = max(0, int(settings["DRAIN_SECONDS"]))
+        self.draining = False
 
     def init_process(self) -> None:
         """Cap glibc's malloc arenas before this worker starts any thread, then start as gthread does."""
@@ -200,6 +205,40 @@ class ThreadWorker(gthread.ThreadWorker):
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:
         """Nothing to warn about: keep-alive is sized in ``__init__``, not from worker_connections."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """SIGTERM: when the whole server is stopping, serve on for the drain, then stop as gthread does.
+
+        The master raised the stop flag before it told the workers (``shutdown``), so every
+        ``/readyz`` already says 503. Until the drain ends this worker still accepts and answers
+        (each answer with ``Connection: close``, so clients and balancers reconnect elsewhere); then
+        gthread stops accepting and waits for the connections it holds. A SIGTERM for this worker
+        alone (a reload's old workers) stops it at once: the new workers take the listener.
+        """
+        if self.draining or not self.alive:
+            return
+        if not server_flag().is_set() or self.drain_seconds <= 0:
+            super().handle_exit(sig, frame)
+            return
+        self.draining = True
+        self.max_keepalived = 0  # gthread answers "Connection: close" once its keep-alive slots are full
+        self.log.info("snakes-web: stopping: /readyz answers 503; worker %d serves %d s more, then finishes "
+                      "what it holds", self.pid, self.drain_seconds)
+        timer = threading.Timer(self.drain_seconds, super().handle_exit, args=(sig, frame))
+        timer.daemon = True
+        timer.start()
+
+    def set_accept_enabled(self, enabled: bool) -> None:
+        """Stop or start accepting; once stopping, also close this worker's listeners at once.
+
+        gthread keeps them open until its last connection is done, so a connection that reached the
+        kernel's backlog meanwhile was accepted by no one and reset at the end. Closed (the master
+        closed its own on SIGTERM), the port refuses at once, which a balancer retries elsewhere.
+        """
+        super().set_accept_enabled(enabled)
+        if not enabled and not self.alive:
+            for listener in self.sockets:
+                listener.close()
 
     def accept(self, listener: Any) -> None:
         """Accept a connection; when this worker is computing, first leave it a moment to an idle sibling.

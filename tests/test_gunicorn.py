@@ -25,6 +25,7 @@ def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2,
     env = {**(os.environ if environ is None else environ), "SNAKES_MODEL": str(model)}
     env.pop("PORT", None)
     env.pop("WEB_CONCURRENCY", None)
+    env.setdefault("SNAKES_DRAIN_SECONDS", "0")  # faster: no balancer to wait for when a test stops it (SIGTERM)
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",

@@ -14,12 +14,13 @@ def test_ci_runs_the_readme_test_commands() -> None:
     commands = [line for line in (ROOT / ".ci/run").read_text().splitlines()
                 if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
     assert commands[-2:] == ["make test", "make test-container"]
-    # Before them, only set-up: Debian's Chromium for the browser tests and Debian's PostgreSQL for the
-    # feedback tests when they are missing, and podman (with the tools and base image of the container
-    # kit beside the clone) for the container suite.
-    chromium, postgres, podman = commands[:-2]
+    # Before them, only set-up: Debian's Chromium for the browser tests, Debian's PostgreSQL for the
+    # feedback tests and HAProxy for the container suite when they are missing, and podman (with the tools
+    # and base image of the container kit beside the clone) for the container suite.
+    chromium, postgres, haproxy, podman = commands[:-2]
     assert chromium.startswith("[ -x /usr/bin/chromium ] ||") and "apt-get install -y" in chromium
     assert postgres.startswith("command -v initdb >/dev/null ||") and "install -y -qq postgresql;" in postgres
+    assert haproxy.startswith("[ -x /usr/sbin/haproxy ] ||") and "apt-get install -y -qq haproxy" in haproxy
     assert podman == "bash ../shared/container/setup-podman.sh -q"
 
 
