@@ -145,6 +145,15 @@ def test_the_pod_runs_as_the_images_numeric_user_hardened(prod_image: str) -> No
     assert mount == {"name": volume["name"], "mountPath": "/tmp"} and "emptyDir" in volume
 
 
+def test_replicas_store_feedback_in_one_shared_database_or_not_at_all() -> None:
+    # Several replicas each with its own SQLite file would lose feedback with every pod and refuse each
+    # other's tokens; the read-only root has no /data either. Off, or PostgreSQL for all of them.
+    env = {item["name"]: item for item in container(by_kind()["Deployment"]).get("env", [])}
+    feedback_on = env.get("SNAKES_FEEDBACK", {}).get("value", "true").lower() not in ("false", "0", "no", "off")
+    assert not feedback_on or "SNAKES_DATABASE_URL" in env
+    assert "/data" not in [mount["mountPath"] for mount in container(by_kind()["Deployment"])["volumeMounts"]]
+
+
 def test_the_resources_are_what_sizing_starts_one_worker_per_core_in() -> None:
     spec = container(by_kind()["Deployment"])
     requests_, limits = spec["resources"]["requests"], spec["resources"]["limits"]
