@@ -113,6 +113,10 @@ SETTINGS: tuple[Setting, ...] = (
             "0 means four per slot."),
     Setting("QUEUE_TIMEOUT", 5.0, float,
             "Seconds a request may wait for an inference slot before it gets 503."),
+    # --- issue 16: int8 ---
+    Setting("INT8_MIN_AGREEMENT", 0.99, float,
+            "Least top-1 agreement with fp32, on every check set, for `export-onnx --int8` (and `train --int8`) "
+            "to write the int8 model."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).
