@@ -96,7 +96,8 @@ def meets_bar(measured: dict[str, Any], bar: float = DEFAULT_BAR) -> bool:
 
 # --- batching ----------------------------------------------------------------------------------
 
-def batching(models: dict[str, Path], sample: np.ndarray, repeats: int = 5, per_round: int = 16) -> dict[str, dict[int, float]]:
+def batching(models: dict[str, Path], sample: np.ndarray, repeats: int = 5,
+             per_round: int = 16) -> dict[str, dict[int, float]]:
     """Return CPU ms per image of the forward pass at each batch size, one intra-op thread (median of rounds)."""
     from .quantize import session
 
@@ -128,7 +129,8 @@ def batching_section(measured: dict[str, dict[int, float]], repeats: int) -> str
              "| model | " + " | ".join(f"batch {b}" for b in BATCHES) + " |", "|---|" + "---:|" * len(BATCHES)]
     for name, per_batch in measured.items():
         base = per_batch[1]
-        lines.append(f"| {name} | " + " | ".join(f"{ms:.2f} ({ms / base:.2f}×)" for ms in per_batch.values()) + " |")
+        cells = " | ".join(f"{ms:.2f} ({ms / base:.2f}×)" for ms in per_batch.values())
+        lines.append(f"| {name} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -143,37 +145,40 @@ def _cpu_ms(call: Callable[[], Any], times: int) -> float:
     return (time.process_time() - began) * 1000 / times
 
 
-def breakdown(model: Path, images: dict[str, Path], labels: Sequence[str], times: int = 10) -> dict[str, dict[str, float]]:
+def breakdown(model: Path, images: dict[str, Path], labels: Sequence[str],
+              times: int = 10) -> dict[str, dict[str, float]]:
     """Time each stage of a served API request in process (one thread), per image: CPU ms."""
-    from .bench import multipart
-    from .images import load_image, thumbnail_jpeg
+    from . import create_app
     from .onnx_backend import OnnxPredictor
-    from .sniff import sniff
 
     predictor = OnnxPredictor(model, threads=1)
-    from . import create_app
-
     client = create_app({"MODEL": str(model), "TORCH_THREADS": 1, "METRICS": False}).test_client()
-    results = {}
-    for label in labels:
-        data = images[label].read_bytes()
-        body, content_type = multipart(data, images[label].name)
-        image = load_image(data, 100_000_000, min_side=predictor.min_side)
-        batch = predictor.prepare(image)
-        stages = {
-            "sniff (only for a refused file)": _cpu_ms(lambda: sniff(data), times),
-            "decode, full size (not done)": _cpu_ms(lambda: load_image(data, 100_000_000), max(2, times // 3)),
-            "decode with draft": _cpu_ms(lambda: load_image(data, 100_000_000, min_side=predictor.min_side), times),
-            "resize + normalise": _cpu_ms(lambda: predictor.prepare(image), times),
-            "forward": _cpu_ms(lambda: predictor._session.run(None, {predictor.input_name: batch}), times),
-            "page preview thumbnail (page only)": _cpu_ms(lambda: thumbnail_jpeg(image), times),
-            "whole API request in process": _cpu_ms(
-                lambda: client.post("/api/v1/predict", data=body, content_type=content_type), times),
-        }
-        stages["rest: multipart, Flask, JSON"] = (stages["whole API request in process"] - stages["decode with draft"]
-                                                  - stages["resize + normalise"] - stages["forward"])
-        results[label] = stages
-    return results
+    return {label: _stages(images[label], predictor, client, times) for label in labels}
+
+
+def _stages(path: Path, predictor: Any, client: Any, times: int) -> dict[str, float]:
+    """Time the stages of one image's request: sniffing, decoding, preprocessing, forward, the whole."""
+    from .bench import multipart
+    from .images import load_image, thumbnail_jpeg
+    from .sniff import sniff
+
+    data = path.read_bytes()
+    body, content_type = multipart(data, path.name)
+    image = load_image(data, 100_000_000, min_side=predictor.min_side)
+    batch = predictor.prepare(image)
+    stages = {
+        "sniff (only for a refused file)": _cpu_ms(lambda: sniff(data), times),
+        "decode, full size (not done)": _cpu_ms(lambda: load_image(data, 100_000_000), max(2, times // 3)),
+        "decode with draft": _cpu_ms(lambda: load_image(data, 100_000_000, min_side=predictor.min_side), times),
+        "resize + normalise": _cpu_ms(lambda: predictor.prepare(image), times),
+        "forward": _cpu_ms(lambda: predictor._session.run(None, {predictor.input_name: batch}), times),
+        "page preview thumbnail (page only)": _cpu_ms(lambda: thumbnail_jpeg(image), times),
+        "whole API request in process": _cpu_ms(
+            lambda: client.post("/api/v1/predict", data=body, content_type=content_type), times),
+    }
+    stages["rest: multipart, Flask, JSON"] = (stages["whole API request in process"] - stages["decode with draft"]
+                                              - stages["resize + normalise"] - stages["forward"])
+    return stages
 
 
 def breakdown_section(measured: dict[str, dict[str, float]], served: str, big: str, small: str,

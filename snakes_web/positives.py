@@ -48,8 +48,8 @@ class Pixels:
         """Return normalised inputs for pixel levels (NumPy or torch, N×C×H×W)."""
         values = pixels / (self.div or 1.0)
         if self.mean is not None and self.std is not None:
-            mean = np.asarray(self.mean, dtype=np.float32)[None, :, None, None]
-            std = np.asarray(self.std, dtype=np.float32)[None, :, None, None]
+            mean: Any = np.asarray(self.mean, dtype=np.float32)[None, :, None, None]
+            std: Any = np.asarray(self.std, dtype=np.float32)[None, :, None, None]
             if not isinstance(values, np.ndarray):
                 import torch
 

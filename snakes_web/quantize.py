@@ -152,9 +152,9 @@ def quantize_checked(fp32: Path, destination: Path, calibration: Sequence[np.nda
 
     Raise ``Int8Refused`` (nothing written) when a set's top-1 agreement is below ``min_agreement``.
     """
-    from .onnx_export import _write_metadata  # the one place metadata is written
-
     import onnx
+
+    from .onnx_export import _write_metadata  # the one place metadata is written
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +169,9 @@ def quantize_checked(fp32: Path, destination: Path, calibration: Sequence[np.nda
                               f"{low[0].total} {low[0].name} ({low[0].rate:.1%}, below {min_agreement:.1%}); "
                               f"not written", agreements)
         metadata = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
-        metadata["quantization"] = (f"int8 static QDQ, per-channel weights, {'classifier head in fp32, ' if keep_head else ''}"
-                                    f"calibrated on {len(calibration)} images; top-1 agreement with fp32: "
+        head = "classifier head in fp32, " if keep_head else ""
+        metadata["quantization"] = (f"int8 static QDQ, per-channel weights, {head}calibrated on {len(calibration)} "
+                                    f"images; top-1 agreement with fp32: "
                                     + "; ".join(f"{a.name} {a.same}/{a.total}" for a in agreements))
         _write_metadata(partial, metadata)
         partial.replace(destination)
