@@ -33,15 +33,6 @@ def test_make_test_leaves_the_gpu_training_to_make_test_gpu() -> None:
     assert re.search(r"^test-gpu:", makefile, flags=re.M) and "-m gpu tests/test_gpu.py" in makefile
 
 
-def test_make_run_serves_the_int8_export_and_the_bench_knows_it() -> None:
-    from snakes_web.bench import SERVES_INT8
-
-    makefile = (ROOT / "Makefile").read_text()
-    served = re.search(r"^SNAKES_MODEL \?= (.+)$", makefile, flags=re.M)
-    assert served and ("-int8.onnx" in served.group(1)) == SERVES_INT8
-    assert re.search(r"^%-int8\.onnx: %\.pkl", makefile, flags=re.M) and "export-onnx --int8 $< $@" in makefile
-
-
 def test_the_makefile_has_the_two_commands_and_a_torch_index_variable() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^run:", makefile, flags=re.M) and re.search(r"^test:", makefile, flags=re.M)
