@@ -26,35 +26,68 @@ def build_default_model(args: argparse.Namespace) -> int:
 def export_onnx(args: argparse.Namespace) -> int:
     """Convert a fastai export.pkl into one ONNX file that serves without torch or fastai."""
     from .exceptions import ModelLoadError
-    from .onnx_export import UnsupportedExport, quantize_int8
+    from .onnx_export import UnsupportedExport
     from .onnx_export import export_onnx as convert
+    from .quantize import Int8Refused
 
     destination = Path(args.destination)
     try:
         if args.int8:
+            destination.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
                 fp32 = Path(scratch) / "fp32.onnx"
-                convert(Path(args.source), fp32, name=args.name)
-                metadata = quantize_int8(fp32, destination, calibration_images(args.calibration))
+                metadata = convert(Path(args.source), fp32, name=args.name)
+                _export_int8(args, fp32, destination)
         else:
             metadata = convert(Path(args.source), destination, name=args.name)
+    except Int8Refused as exc:
+        print("\n".join(f"  {a.line()}" for a in exc.agreements), file=sys.stderr)
+        print(f"snakes-web export-onnx: {exc}", file=sys.stderr)
+        return 1
     except (UnsupportedExport, ModelLoadError) as exc:
         print(f"snakes-web export-onnx: cannot convert {args.source}: {exc}", file=sys.stderr)
         return 1
     print(f"Wrote {args.destination} ({metadata['model_name']}, {len(json.loads(metadata['vocab']))} labels, "
-          f"input {metadata['input_size']}, {metadata['activation']})")
+          f"input {metadata['input_size']}, {metadata['activation']}{', int8' if args.int8 else ''})")
     return 0
 
 
-def calibration_images(folder: Path | None) -> list[Any]:
-    """Load up to 64 images from ``folder``, or generate 16 photo-like ones, for int8 calibration."""
+def _export_int8(args: argparse.Namespace, fp32: Path, destination: Path) -> None:
+    """Quantize ``fp32`` into ``destination``, checked against fp32 on photos and synthesised positives."""
+    from .config import load_settings
+    from .quantize import export_int8
+
+    calibration = calibration_images(args.calibration)
+    photos = calibration if args.calibration is not None else generated_photos(range(100, 108))
+    threshold = args.min_agreement if args.min_agreement is not None else load_settings()["INT8_MIN_AGREEMENT"]
+    result = export_int8(Path(args.source), fp32, destination, calibration, photos, threshold,
+                         per_class=args.positives)
+    print("\n".join(result.lines()))
+
+
+def generated_photos(seeds: Any) -> list[Any]:
+    """Return photo-like generated images (the bench's), one per seed."""
     from .bench import photo_like
+
+    return [photo_like(640, 480, seed) for seed in seeds]
+
+
+def calibration_images(folder: Path | None) -> list[Any]:
+    """Load up to 64 images from ``folder`` (at any depth), or generate 16 photo-like ones, for int8 calibration."""
     from .images import load_image
 
     if folder is None:
-        return [photo_like(640, 480, seed) for seed in range(16)]
-    paths = sorted(p for p in folder.iterdir() if p.is_file())[:64]
-    return [load_image(p.read_bytes(), 50_000_000) for p in paths]
+        return generated_photos(range(16))
+    paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
+    images = []
+    for path in paths:
+        try:
+            images.append(load_image(path.read_bytes(), 50_000_000))
+        except Exception:  # noqa: BLE001 - a file that is not an image we read is no calibration photo
+            continue
+        if len(images) == 64:
+            break
+    return images
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,7 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     onnx.add_argument("--int8", action="store_true",
                       help="quantize to int8 (about 2x faster forward; check its accuracy on your photos)")
     onnx.add_argument("--calibration", type=Path, default=None,
-                      help="folder of your own images to calibrate --int8 on (default: generated images)")
+                      help="folder of your own images to calibrate and check --int8 on (default: generated images)")
+    onnx.add_argument("--min-agreement", type=float, default=None,
+                      help="refuse an int8 model whose top-1 agreement with fp32 is lower on a check set "
+                           "(default: SNAKES_INT8_MIN_AGREEMENT, 0.99)")
+    onnx.add_argument("--positives", type=int, default=2,
+                      help="synthesised positives per class that --int8 is checked on (default 2)")
     onnx.set_defaults(run=export_onnx)
     from .bench import add_arguments
     from .bench import run as run_bench

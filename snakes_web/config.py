@@ -165,6 +165,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("GRACEFUL_TIMEOUT", 20, int,
             "Seconds after the drain that requests already admitted get to finish before the workers are "
             "killed; the whole stop takes at most `DRAIN_SECONDS` + this."),
+    # --- issue 16: int8 ---
+    Setting("INT8_MIN_AGREEMENT", 0.99, float,
+            "Least top-1 agreement with fp32, on every check set, for `export-onnx --int8` (and `train --int8`) "
+            "to write the int8 model."),
 )
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).

@@ -211,37 +211,3 @@ def _write_metadata(path: Path, metadata: dict[str, str]) -> None:
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
 
-
-def quantize_int8(fp32: Path, destination: Path, calibration: list[Any]) -> dict[str, str]:
-    """Write an int8 copy of ``fp32`` (static, QDQ, per-channel weights), calibrated on PIL images.
-
-    The calibration images go through the model's own preprocessing; the user's own photos
-    calibrate best. Same metadata, plus a ``quantization`` entry saying how it was made.
-    """
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from .onnx_backend import OnnxPredictor
-
-    predictor = OnnxPredictor(Path(fp32), threads=1)
-    batches = iter([{predictor.input_name: predictor.prepare(image)} for image in calibration])
-
-    class Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime has no type stubs
-        """Feed the preprocessed calibration images one by one."""
-
-        def get_next(self) -> dict[str, Any] | None:
-            """Return the next batch, or None when done."""
-            return next(batches, None)
-
-    destination = Path(destination)
-    with tempfile.TemporaryDirectory(dir=destination.parent) as scratch, quiet():
-        prepared, partial = Path(scratch) / "prepared.onnx", Path(scratch) / destination.name
-        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(partial), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        metadata = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
-        metadata["quantization"] = f"int8 static QDQ, per-channel weights, calibrated on {len(calibration)} images"
-        _write_metadata(partial, metadata)
-        partial.replace(destination)
-    return metadata

@@ -44,6 +44,7 @@ from .sniff import sniff
 TRAIN_FOLDER = "train"
 VALID_FOLDERS = ("valid", "val")
 BAD_FILE_CHOICES = ("list", "skip", "fail")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 #: EfficientNet-Lite0 was trained on inputs scaled to [-1, 1]; the default model normalises the same way.
 MEAN = STD = (0.5, 0.5, 0.5)
 
@@ -75,6 +76,7 @@ class Options:
     bad_files: str = "list"
     num_workers: int | None = None  # None: chosen by ``default_workers``
     threads: int = 0  # 0: the cores this process may use
+    device: str = "auto"  # auto: CUDA when torch sees a GPU, else the CPU
     name: str = ""  # empty: "<photos folder>-efficientnet-lite0"
 
     @property
@@ -372,7 +374,18 @@ def dataloaders(dataset: Dataset, options: Options = Options(), num_workers: int
         batch_tfms=[*training_only(aug_transforms()), Normalize.from_stats(list(MEAN), list(STD), cuda=False)],
     )
     batch_size = batch_size_for(n_train, options.batch_size)
-    return block.dataloaders(items, bs=batch_size, num_workers=num_workers, device=torch.device("cpu"))
+    return block.dataloaders(items, bs=batch_size, num_workers=num_workers, device=torch.device(device_for(options)))
+
+
+def device_for(options: Options) -> str:
+    """Return the torch device to train on: "cuda" or "cpu" (auto: CUDA when torch sees a GPU)."""
+    import torch
+
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise DatasetError("--device cuda: torch sees no CUDA GPU here (use --device auto or cpu).")
+    if options.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return options.device
 
 
 def training_only(tfms: list[Any]) -> list[Any]:
@@ -685,6 +698,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-workers", type=int, default=None,
                         help="data-loader worker processes (default: 0 on 2 cores or less, on small datasets "
                              "or when /dev/shm is small; else up to 4)")
+    parser.add_argument("--int8", action="store_true",
+                        help="with --onnx, also write an int8 model (<name>-int8.onnx) calibrated and checked on "
+                             "the validation photos; refused below SNAKES_INT8_MIN_AGREEMENT top-1 agreement")
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default=defaults.device,
+                        help="where to train: auto (default: CUDA when torch sees a GPU, else the CPU), cpu or cuda; "
+                             "the export always loads on a CPU-only server")
     parser.add_argument("--threads", type=int, default=defaults.threads,
                         help="torch threads (default: the cores this process may use, cgroup quota included)")
     parser.add_argument("--name", default=defaults.name,
@@ -704,6 +723,8 @@ def options_from(args: argparse.Namespace) -> Options:
         ("threads", args.threads >= 0, "0 or more")) if not ok]
     if Path(args.output).suffix != ".pkl" or Path(args.output).is_dir():
         problems.append(f"--output must name a .pkl file (like models/export.pkl), not {args.output}")
+    if getattr(args, "int8", False) and not args.onnx:
+        problems.append("--int8 needs --onnx")
     if args.epochs + args.frozen_epochs == 0:
         problems.append("--epochs and --frozen-epochs cannot both be 0")
     if problems:
@@ -711,7 +732,7 @@ def options_from(args: argparse.Namespace) -> Options:
     return Options(epochs=args.epochs, frozen_epochs=args.frozen_epochs, lr=args.lr, lr_find=args.lr_find,
                    size=args.size, batch_size=args.batch_size, valid_pct=args.valid_pct, seed=args.seed,
                    min_per_class=args.min_per_class, bad_files=args.bad_files, num_workers=args.num_workers,
-                   threads=args.threads, name=args.name)
+                   threads=args.threads, name=args.name, device=args.device)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -744,7 +765,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"Fine-tuning EfficientNet-Lite0 at {options.size}×{options.size}: {options.frozen_epochs} frozen + "
           f"{options.epochs} epochs, lr {'from lr_find' if options.lr_find else f'{options.lr:g}'}, "
           f"batches of {batch_size_for(len(dataset.train), options.batch_size)}, "
-          f"{threads} torch thread(s), {workers} data-loader worker(s) ({why}).")
+          f"{threads} torch thread(s), {workers} data-loader worker(s) ({why}), on {device_for(options)}.")
     learner = make_learner(dataloaders(dataset, options, num_workers=workers),
                            options.name or f"{dataset.root.name}-efficientnet-lite0")
     fit(learner, options, progress="none" if args.quiet else "auto")
@@ -766,8 +787,30 @@ def _train(args: argparse.Namespace) -> int:
         print(f"Wrote {_shown(onnx)}: same top class as the .pkl on {same} of {compared} validation photos "
               f"(largest probability difference {largest:.1e}).")
         served = onnx
+        if args.int8:
+            int8 = _export_int8_checked(output, onnx, dataset)
+            if int8 is None:
+                return 1
     print(f"Serve it:  SNAKES_MODEL={_shown(served)} make run    Try it:  snakes-web predict {_shown(served)} PHOTO...")
     return 0
+
+
+def _export_int8_checked(pkl: Path, onnx: Path, dataset: Dataset, max_photos: int = 64) -> Path | None:
+    """Write ``<name>-int8.onnx``, calibrated and checked on the validation photos; None when refused."""
+    from .quantize import Int8Refused, export_int8
+
+    max_pixels = load_settings()["MAX_IMAGE_PIXELS"]
+    photos = [load_image(path.read_bytes(), max_pixels) for path, _ in dataset.valid[:max_photos]]
+    destination = onnx.with_name(f"{onnx.stem}-int8.onnx")
+    try:
+        result = export_int8(pkl, onnx, destination, photos, photos, load_settings()["INT8_MIN_AGREEMENT"])
+    except Int8Refused as exc:
+        print("\n".join(f"  {a.line()}" for a in exc.agreements), file=sys.stderr)
+        print(f"snakes-web train: {exc} ({_shown(onnx)} is written and serves fp32).", file=sys.stderr)
+        return None
+    print("\n".join(result.lines()))
+    print(f"Wrote {_shown(destination)} (int8; serve it with SNAKES_MODEL={_shown(destination)}).")
+    return destination
 
 
 def _scan_reporting(photos: Path, options: Options) -> Dataset:

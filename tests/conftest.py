@@ -213,6 +213,16 @@ def default_onnx(default_model_path: Path, tmp_path_factory: pytest.TempPathFact
 
 
 @pytest.fixture(scope="session")
+def default_int8(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default model through `export-onnx --int8` (its own check: one positive per class), once a session."""
+    from snakes_web.cli import main
+
+    path = tmp_path_factory.mktemp("int8") / "export-int8.onnx"
+    assert main(["export-onnx", "--int8", "--positives", "1", str(default_model_path), str(path)]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
 def default_predictor(default_model_path: Path):  # type: ignore[no-untyped-def]
     from snakes_web.predictor import load_predictor
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from snakes_web.bench import write_images
@@ -22,15 +23,26 @@ def test_the_bench_images_are_what_it_says(tmp_path: Path) -> None:
             image.close()
 
 
-def test_the_bench_measures_all_scenarios_and_writes_the_tables(tiny_export: Path, tmp_path: Path) -> None:
-    out = tmp_path / "benchmarks.md"
+@pytest.fixture(scope="module")
+def smoke_report(tiny_export: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One smoke run of the whole bench on the tiny model (~1.5 min), shared by this module's tests."""
+    out = tmp_path_factory.mktemp("bench") / "benchmarks.md"
     assert main(["bench", "--model", str(tiny_export), "--smoke", "--out", str(out)]) == 0
-    text = out.read_text()
+    return out.read_text()
+
+
+def test_the_bench_measures_all_scenarios_and_writes_the_tables(smoke_report: str) -> None:
+    text = smoke_report
     lines = text.splitlines()
-    for scenario in ("(1) learn.predict, in process", "(2) fastai backend, HTTP", "(3) ONNX backend, HTTP",
-                     "(3s) ONNX backend, HTTP, sync workers (before)"):
+    for scenario in ("(1) learn.predict, strongest", "(1w) learn.predict, as usually written",
+                     "(2) fastai backend, HTTP", "(3) ONNX backend, HTTP",
+                     "(3s) ONNX backend, HTTP, sync workers (before)", "(4) ONNX int8, HTTP"):
         assert sum(line.startswith(f"| {scenario} |") for line in lines) == 4  # 3 images + memory
-    assert "**Machine:**" in text and "× learn.predict" in text
+    assert "**Machine:**" in text and "× learn.predict" in text and "× as written" in text
+    strongest = next(line for line in lines if line.startswith("| (1) learn.predict, strongest | 1 MP"))
+    assert strongest.split("|")[4].strip() == "1.00×"  # every ratio is against the strongest baseline
+    setup = next(line for line in lines if line.startswith("| (1) learn.predict, strongest | 1 process"))
+    assert "torch.set_num_threads(cores)" in setup
     rows = [line.split("|") for line in lines if line.startswith(("| (3)", "| (3s)")) and "JPEG" in line]
     assert len(rows) == 4 and all(row[-2].strip() == "0" for row in rows)  # no failed requests
     order = [line.split("|")[1].strip() for line in lines if line.startswith("| (")]
@@ -57,6 +69,20 @@ def test_the_bench_measures_all_scenarios_and_writes_the_tables(tiny_export: Pat
     assert threaded[1].startswith("2 of 2") and threaded[2].startswith("2 of 2 (being fetched: 2")  # all held
     answered, sent = (int(n) for n in threaded[3].split(" / "))
     assert sent == 3 and answered == sent  # slow clients held: the threaded server still answers every upload
+
+
+def test_the_bench_reports_int8_per_class_batching_the_breakdown_and_the_targets(smoke_report: str) -> None:
+    lines = smoke_report.splitlines()
+    sets = {row[0]: row for row in cells(lines, "| check set | inputs |")}
+    assert set(sets) == {"photos", "positives"} and int(sets["positives"][1]) == 4  # 2 per class, 2 classes
+    per_class = {row[0]: row for row in cells(lines, "| class (fp32's answer) |")}
+    assert set(per_class) == {"circle", "square"} and all(row[2] == "2/2" for row in per_class.values())
+    batching = {row[0]: row for row in cells(lines, "| model | batch 1 |")}
+    assert set(batching) == {"fp32", "int8"} and all(row[1].endswith("(1.00×)") for row in batching.values())
+    stages = {row[0]: row for row in cells(lines, "| stage | 1 MP JPEG | 12 MP JPEG |")}
+    assert {"decode with draft", "forward", "rest: multipart, Flask, JSON", "over HTTP (served row)"} <= set(stages)
+    targets = {row[0]: row for row in cells(lines, "| target | measured | met |")}
+    assert any(name.startswith("served images/s ≥ 5×") for name in targets) and len(targets) == 4
 
 
 def cells(lines: list[str], header: str) -> list[list[str]]:

@@ -237,10 +237,8 @@ def test_gunicorn_logs_its_sizing_and_gives_each_worker_one_thread_on_two_worker
     assert "onnx backend" in line and f"2 workers × {threads} inference thread{'' if threads == 1 else 's'}" in line
 
 
-def test_an_int8_export_keeps_the_metadata_and_says_it_is_quantized(default_onnx: Path, default_model_path: Path,
-                                                                    tmp_path: Path) -> None:
-    int8 = tmp_path / "int8.onnx"
-    assert main(["export-onnx", "--int8", str(default_model_path), str(int8)]) == 0
+def test_an_int8_export_keeps_the_metadata_and_says_it_is_quantized(default_onnx: Path, default_int8: Path) -> None:
+    int8 = default_int8
     quantized, reference = load_predictor(int8), load_predictor(default_onnx)
     assert "int8" in quantized.quantization and reference.quantization == ""  # type: ignore[attr-defined]
     assert quantized.describe() == reference.describe()

@@ -34,8 +34,11 @@ def test_the_fastai_extra_carries_torch_fastai_and_the_exporter() -> None:
     assert "%(fastai)s" in setup_cfg()["options.extras_require"]["test"]
 
 
-def test_make_run_serves_the_onnx_conversion_by_default() -> None:
+def test_make_run_serves_the_int8_onnx_conversion_by_default_and_the_bench_knows_it() -> None:
+    from snakes_web.bench import SERVES_INT8
+
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^SNAKES_MODEL \?= \$\(MODEL:\.pkl=\.onnx\)$", makefile, flags=re.M)
+    assert re.search(r"^SNAKES_MODEL \?= \$\(MODEL:\.pkl=-int8\.onnx\)$", makefile, flags=re.M) and SERVES_INT8
     assert re.search(r"^%\.onnx: %\.pkl", makefile, flags=re.M) and "export-onnx $< $@" in makefile
+    assert re.search(r"^%-int8\.onnx: %\.pkl", makefile, flags=re.M) and "export-onnx --int8 $< $@" in makefile
     assert "pip install --quiet -e '.[fastai]'" in makefile

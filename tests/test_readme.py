@@ -28,7 +28,12 @@ def test_make_test_leaves_the_container_suite_to_make_test_container() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^test-container:", makefile, flags=re.M)
     assert "-m container tests/container" in makefile
-    assert '-m "not container"' in (ROOT / "setup.cfg").read_text()
+    assert '-m "not container and not gpu"' in (ROOT / "setup.cfg").read_text()
+
+
+def test_make_test_leaves_the_gpu_training_to_make_test_gpu() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test-gpu:", makefile, flags=re.M) and "-m gpu tests/test_gpu.py" in makefile
 
 
 def test_the_makefile_has_the_two_commands_and_a_torch_index_variable() -> None:

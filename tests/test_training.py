@@ -322,3 +322,41 @@ def test_epoch_lines_name_every_column() -> None:
 
 def test_options_default_to_the_default_models_input() -> None:
     assert Options().size == 224 and Options().resize == 256
+
+
+# --- where it trains --------------------------------------------------------------------------------
+
+def test_device_auto_is_cuda_only_where_torch_sees_a_gpu() -> None:
+    import torch
+
+    from snakes_web.training import device_for
+
+    assert device_for(Options(device="auto")) == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert device_for(Options(device="cpu")) == "cpu"
+
+
+@slow
+def test_the_command_says_where_it_trained(trained_model: Trained) -> None:
+    import torch
+
+    assert f", on {'cuda' if torch.cuda.is_available() else 'cpu'}." in trained_model.stdout
+
+
+def test_device_cuda_without_a_gpu_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from snakes_web.training import DatasetError, device_for
+
+    if torch.cuda.is_available():  # a GPU machine: cuda is what it trains on
+        assert device_for(Options(device="cuda")) == "cuda"
+        return
+    photos = make_colour_dataset(tmp_path / "photos", per_class=10)
+    last = refused([str(photos), "-o", str(tmp_path / "m.pkl"), "--device", "cuda"], capsys)
+    assert "--device cuda: torch sees no CUDA GPU" in last
+    with pytest.raises(DatasetError):
+        device_for(Options(device="cuda"))
+
+
+def test_int8_needs_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    photos = make_colour_dataset(tmp_path / "photos", per_class=10)
+    assert "--int8 needs --onnx" in refused([str(photos), "-o", str(tmp_path / "m.pkl"), "--int8"], capsys)

@@ -59,7 +59,7 @@ class Trained:
 
 
 #: Small and short, to keep the suite fast: 64 pixels, 1 frozen + 3 epochs (~20 s on 2 idle cores).
-TEST_TRAINING_ARGS = ("--size", "64", "--epochs", "3", "--frozen-epochs", "1", "--seed", "0")
+TEST_TRAINING_ARGS = ("--size", "64", "--epochs", "3", "--frozen-epochs", "1", "--seed", "0", "--int8")
 
 
 def train_once(folder: Path) -> Trained:
