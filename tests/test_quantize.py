@@ -75,6 +75,24 @@ def test_int8_keeps_the_head_in_fp32_and_says_how_it_was_made(default_int8: Path
     assert "node_logsumexp" in ops and "QuantizeLinear" in ops.values()
     head = head_nodes(onnx.load(str(default_onnx)))
     assert head[0] == "node_linear" and "node_log_softmax" in head and "node_logsumexp" in head
+    # What was really written: the classifier's Gemm reads its fp32 weights and an unquantized input,
+    # although ONNX Runtime's pre-processing puts the maps' MatMul (weighted too) after it.
+    [gemm] = [node for node in onnx.load(str(default_int8)).graph.node if node.op_type == "Gemm"]
+    assert not any(name.endswith("DequantizeLinear_Output") for name in gemm.input), list(gemm.input)
+
+
+def test_int8_keeps_the_class_activation_maps_and_they_look_where_fp32_looks(default_int8: Path,
+                                                                             default_onnx: Path) -> None:
+    """`make run` serves int8: its maps must be exact CAM (not occlusion) and match fp32's."""
+    fp32, int8 = OnnxPredictor(default_onnx, threads=1), OnnxPredictor(default_int8, threads=1)
+    assert int8.explains_with == fp32.explains_with == "cam"
+    for name in PHOTOS:
+        image = load_image((DATA / name).read_bytes(), 50_000_000)
+        for label in (None, "thunder snake"):
+            (_, ours), (_, theirs) = int8.explain(image, label), fp32.explain(image, label)
+            assert ours.method == "cam" and ours.label == theirs.label
+            correlation = np.corrcoef(ours.grid.ravel(), theirs.grid.ravel())[0, 1]
+            assert correlation > 0.9, (name, label, correlation)
 
 
 def test_the_old_quantization_loses_the_snakes_and_is_refused(default_onnx: Path, default_positives: Positives,
