@@ -47,6 +47,32 @@ def live_server(app: Any) -> Iterator[str]:
         server.server_close()
 
 
+def chromium() -> Iterator[Any]:
+    """Start Debian's Chromium headless (never a downloaded browser); fail, not skip, when it is missing."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def watched_page(browser: Any, viewport: dict[str, int] = DESKTOP) -> Iterator[Any]:
+    """Yield a page whose CSP violations and script errors fail the test (4xx answers may be expected)."""
+    context = browser.new_context(viewport=viewport)
+    context.add_init_script(WATCH_CSP)
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield tab
+    violations = tab.evaluate("window.__cspViolations || []")
+    context.close()
+    assert violations == [], violations
+    assert [e for e in errors if "status of 4" not in e] == [], errors
+
+
 def as_file_in_page(page: Any, data: bytes, name: str, mime: str) -> Any:
     """Return a handle to a DataTransfer holding one file, built inside the page."""
     return page.evaluate_handle(

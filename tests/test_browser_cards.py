@@ -16,14 +16,14 @@ from PIL import Image
 from snakes_web import create_app
 from snakes_web.heatmaps import Heatmap
 from tests.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PHONE,
     WATCH_CSP,
     assert_strict_csp,
+    chromium,
     live_server,
     screenshot,
+    watched_page,
 )
 from tests.conftest import COLOURS, DATA, FakePredictor, image_bytes
 from tests.test_browser import axe_violations
@@ -34,30 +34,14 @@ SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Start Debian's Chromium once for the module; fail (not skip) when it is not installed."""
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    """Debian's Chromium, once for the module."""
+    yield from chromium()
 
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A desktop-sized page whose CSP violations and script errors fail the test."""
-    context = browser.new_context(viewport=DESKTOP)
-    context.add_init_script(WATCH_CSP)
-    tab = context.new_page()
-    errors: list[str] = []
-    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    tab.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield tab
-    violations = tab.evaluate("window.__cspViolations || []")
-    context.close()
-    assert violations == [], violations
-    assert [e for e in errors if "status of 4" not in e] == [], errors  # a PDF's 415 is expected
+    yield from watched_page(browser)
 
 
 class ExplainingFake(FakePredictor):

@@ -9,7 +9,7 @@ import pytest
 
 from snakes_web import create_app
 from snakes_web.feedback import feedback_of
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PHONE, WATCH_CSP, live_server, screenshot
+from tests.browser import DESKTOP, PHONE, WATCH_CSP, chromium, live_server, screenshot
 from tests.conftest import COLOURS, FakePredictor, image_bytes
 from tests.test_browser import axe_violations
 
@@ -19,13 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's Chromium, once for the module."""
-    from playwright.sync_api import sync_playwright
-
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does it)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    yield from chromium()
 
 
 @pytest.fixture
