@@ -252,6 +252,12 @@ def test_rolling_replacement_loses_no_request_and_a_killed_replica_only_its_own(
             thread.join(timeout=60)
 
     log = balancer.text()
+    # HAProxy writes a request's line when its stream ends, without blocking on its log output: wait until
+    # every answered request is there (or 3 s), and count any line it still lacks as unknown, not as fine.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and any(f"rid={o.rid} " not in log for o in outcomes if o.status == "200"):
+        time.sleep(0.5)
+        log = balancer.text()
     access_logs = {}  # each live container's gunicorn access log: which request ids it answered
     for replica in replicas:
         logs = run(tool("podman"), "logs", replica.container)
@@ -268,6 +274,7 @@ def test_rolling_replacement_loses_no_request_and_a_killed_replica_only_its_own(
         "steady_images_per_second_total": round(sum(per_replica.values()), 1),
         "rolling": {"requests": len(rolling), "outcomes": dict(Counter(o.status for o in rolling)),
                     "retried_by_haproxy": sum("retries=0" not in routed.get(o.rid, "retries=0") for o in rolling),
+                    "not_in_haproxy_log": sum(o.rid not in routed for o in rolling),
                     "exit_codes": exit_codes, "seconds_per_replacement": replaced_in},
         "before_the_kill": {"requests": len(before_kill), "failed": sum(o.status != "200" for o in before_kill)},
         "kill": {"failed": len(failed), "failed_statuses": dict(Counter(o.status for o in failed)),
@@ -293,8 +300,10 @@ def test_rolling_replacement_loses_no_request_and_a_killed_replica_only_its_own(
     # kube-proxy, would have lost none either): each replica was out before it stopped listening.
     assert rolling and before_kill
     assert Counter(o.status for o in before_kill) == Counter({"200": len(before_kill)})
-    retried = [routed[o.rid] for o in rolling if "retries=0" not in routed[o.rid]]
+    retried = [routed[o.rid] for o in rolling if o.rid in routed and "retries=0" not in routed[o.rid]]
     assert not retried, retried
+    unlogged = [o.rid for o in rolling if o.rid not in routed]
+    assert len(unlogged) <= len(rolling) // 100, unlogged  # a rare lost log line, never a pattern
     # The killed replica: only what it had in flight failed: sent to it before the kill, cut by it ...
     for outcome in failed:
         assert outcome.started < killed_at and outcome.ended > killed_from, outcome
