@@ -173,10 +173,10 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
     return ((values - low) * (255.0 / (high - low))).round().astype(np.uint8)
 
 
-def thumbnail_jpeg(image: Image.Image, size: int = 320) -> bytes:
+def thumbnail_jpeg(image: Image.Image, size: int = 320, quality: int = 80) -> bytes:
     """Return a small JPEG of ``image`` for the result page's preview."""
-    small = image.copy()
+    small = image.convert("RGB") if image.mode != "RGB" else image.copy()
     small.thumbnail((size, size))
     out = io.BytesIO()
-    small.save(out, format="JPEG", quality=80)
+    small.save(out, format="JPEG", quality=quality)
     return out.getvalue()

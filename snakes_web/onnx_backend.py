@@ -31,7 +31,7 @@ class OnnxPredictor:
 
     def __init__(self, path: Path, name: str = "", threads: int = 0) -> None:
         check_model_file(path)
-        self._session = _session(path, threads)
+        self._session = open_session(path, threads)
         meta = _metadata(self._session, path)
         self.labels: list[str] = meta["vocab"]
         self.name = name or meta["model_name"] or path.stem
@@ -85,7 +85,7 @@ class OnnxPredictor:
                 "labels": len(self.labels), "vocab": list(self.labels)}
 
 
-def _session(path: Path, threads: int) -> Any:
+def open_session(path: Path, threads: int) -> Any:
     """Open an ONNX Runtime session: ``threads`` intra-op threads (0: ONNX Runtime's choice), no spinning."""
     import onnxruntime as ort
 

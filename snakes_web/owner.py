@@ -15,6 +15,7 @@ from PIL import Image
 from .errors import render_error
 from .exceptions import NotFound, Unauthorized
 from .feedback import feedback_of
+from .images import thumbnail_jpeg
 
 bp = Blueprint("owner", __name__, template_folder="templates")
 RECENT = 60
@@ -55,7 +56,4 @@ def authorised(token: str) -> bool:
 def thumbnail(jpeg: bytes, side: int = 120) -> str:
     """Return a small JPEG of a stored photo as base64 for a data: URL."""
     with Image.open(io.BytesIO(jpeg)) as image:
-        image.thumbnail((side, side))
-        out = io.BytesIO()
-        image.convert("RGB").save(out, format="JPEG", quality=75)
-    return base64.b64encode(out.getvalue()).decode("ascii")
+        return base64.b64encode(thumbnail_jpeg(image, side, quality=75)).decode("ascii")

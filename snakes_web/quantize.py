@@ -103,13 +103,10 @@ def head_nodes(model: Any) -> list[str]:
 
 
 def session(path: Path) -> Any:
-    """Open an ONNX Runtime session on one thread, quietly."""
-    import onnxruntime as ort
+    """Open an ONNX Runtime session on one thread, as each server worker runs it."""
+    from .onnx_backend import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads=1)
 
 
 def scorer(path: Path, batch: int = 16) -> Callable[[np.ndarray], np.ndarray]:
