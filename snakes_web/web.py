@@ -46,11 +46,7 @@ def classify() -> tuple[str, int, dict[str, str]]:
 
 def _explain() -> ExplainRequest | None:
     """Return the top class's heatmap request when the form's "where the model looked" box is ticked."""
-    try:
-        wanted = request.mimetype in FORMS and bool(request.form.get("explain"))
-    except RequestEntityTooLarge:
-        wanted = False  # classify_request reports the 413
-    return ExplainRequest(None) if wanted else None
+    return ExplainRequest(None) if _form_field("explain") else None
 
 
 def _explains_cheaply() -> bool:
@@ -60,10 +56,7 @@ def _explains_cheaply() -> bool:
 
 def _classify_one() -> Classified:
     """Classify the one posted photo or URL, or the example photo the visitor clicked."""
-    try:
-        example = request.form.get("example", "") if request.mimetype in FORMS else ""
-    except RequestEntityTooLarge:
-        example = ""  # classify_request reports the 413
+    example = _form_field("example")
     if example:
         data = example_bytes(example)
         if data is None:
@@ -93,7 +86,14 @@ def _page(**context: Any) -> str:
 
 def _posted_url() -> str:
     """Return the posted URL field to show again in the form ("" when the body could not be read)."""
+    return _form_field("url")
+
+
+def _form_field(name: str) -> str:
+    """Return a posted form field: "" when absent, not a form, or too large to read (classify reports the 413)."""
+    if request.mimetype not in FORMS:
+        return ""
     try:
-        return request.form.get("url", "")
+        return request.form.get(name, "")
     except RequestEntityTooLarge:
         return ""
