@@ -19,9 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from .exceptions import Overloaded
+from .extensions import Slot
 from .semaphores import Semaphores, SharedSemaphores, ThreadSemaphores
 
 log = logging.getLogger(__name__)
@@ -182,15 +182,7 @@ def gate_from_environment(environ: Mapping[str, str], size: GateSize) -> Inferen
     return InferenceGate(ThreadSemaphores(size.values), size)
 
 
-EXTENSION_KEY = "snakes_web.gate"
-
-
-def attach(extensions: dict[str, Any], gate: InferenceGate) -> None:
-    """Store ``gate`` in a Flask app's ``extensions``."""
-    extensions[EXTENSION_KEY] = gate
-
-
-def gate_of(app: Any) -> InferenceGate:
-    """Return the inference gate of a Flask app built by ``create_app``."""
-    gate: InferenceGate = app.extensions[EXTENSION_KEY]
-    return gate
+#: Where ``create_app`` keeps the InferenceGate: ``attach(app.extensions, ...)``, then ``gate_of(app)``.
+SLOT: Slot[InferenceGate] = Slot("snakes_web.gate")
+attach = SLOT.attach
+gate_of = SLOT.of

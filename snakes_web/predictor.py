@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from .exceptions import ModelLoadError
+from .extensions import Slot
 
 MODEL_SETTING = "SNAKES_MODEL"
 
@@ -151,15 +152,7 @@ class PredictorHolder:
             self._warm = True
 
 
-EXTENSION_KEY = "snakes_web.predictor"
-
-
-def attach(extensions: dict[str, Any], holder: PredictorHolder) -> None:
-    """Store ``holder`` in a Flask app's ``extensions``."""
-    extensions[EXTENSION_KEY] = holder
-
-
-def holder_of(app: Any) -> PredictorHolder:
-    """Return the predictor holder of a Flask app built by ``create_app``."""
-    holder: PredictorHolder = app.extensions[EXTENSION_KEY]
-    return holder
+#: Where ``create_app`` keeps the PredictorHolder: ``attach(app.extensions, ...)``, then ``holder_of(app)``.
+SLOT: Slot[PredictorHolder] = Slot("snakes_web.predictor")
+attach = SLOT.attach
+holder_of = SLOT.of

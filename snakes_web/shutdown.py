@@ -16,7 +16,8 @@ from __future__ import annotations
 import mmap
 import signal
 from types import FrameType
-from typing import Any
+
+from .extensions import Slot
 
 
 class StopFlag:
@@ -59,15 +60,7 @@ def raise_on_sigterm(flag: StopFlag) -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
 
 
-EXTENSION_KEY = "snakes_web.shutdown"
-
-
-def attach(extensions: dict[str, Any], flag: StopFlag) -> None:
-    """Store ``flag`` in a Flask app's ``extensions``."""
-    extensions[EXTENSION_KEY] = flag
-
-
-def stop_flag_of(app: Any) -> StopFlag:
-    """Return the stop flag of a Flask app built by ``create_app``."""
-    flag: StopFlag = app.extensions[EXTENSION_KEY]
-    return flag
+#: Where ``create_app`` keeps the StopFlag: ``attach(app.extensions, ...)``, then ``stop_flag_of(app)``.
+SLOT: Slot[StopFlag] = Slot("snakes_web.shutdown")
+attach = SLOT.attach
+stop_flag_of = SLOT.of
