@@ -3,23 +3,23 @@
 How requests are served. Waiting never holds the model:
 
 * **Workers** (processes) come from the cores and memory available (cgroup limits included, see
-  ``snakes_web.sizing``); each loads the model once, after the fork (``post_worker_init``), never in
+  ``snakes_web.serving.sizing``); each loads the model once, after the fork (``post_worker_init``), never in
   the master: torch's thread pools do not survive a fork, and ONNX Runtime's are not documented to.
-* **Threads.** Each worker is gunicorn's threaded worker (``snakes_web.server.ThreadWorker``) with
+* **Threads.** Each worker is gunicorn's threaded worker (``snakes_web.serving.worker.ThreadWorker``) with
   ``SNAKES_THREADS`` threads, one per connection: a thread waits for a slow upload, a slow image URL
   or a slow reader of the answer, and none of that waiting holds the model. A worker accepts only
   as many connections as it has threads (``worker_connections = threads``), so no connection waits
   for a thread while another worker has one free. Every request must arrive within
   ``SNAKES_UPLOAD_MIN_RATE`` / ``SNAKES_UPLOAD_GRACE`` / ``SNAKES_UPLOAD_TIMEOUT``, or it gets 408.
 * **Inference slots.** Decoding and the model run behind one gate for the whole server
-  (``snakes_web.gate``): as many slots as workers, each prediction using ``SNAKES_TORCH_THREADS``
+  (``snakes_web.serving.gate``): as many slots as workers, each prediction using ``SNAKES_TORCH_THREADS``
   threads, so slots × threads never exceed the cores. The gate is a System V semaphore set made
   here, in the master, before the workers fork: any worker's thread takes any free slot (ONNX Runtime
   runs concurrent sessions in one process; fastai's ``Learner.predict`` is also locked per process),
   so no request waits while a slot is free anywhere, and the kernel gives a killed worker's slots
   back. Past ``SNAKES_QUEUE_LENGTH`` waiting requests, or ``SNAKES_QUEUE_TIMEOUT`` seconds of
   waiting, a request is answered 503 with ``Retry-After`` at once.
-* **Stopping** (``snakes_web.shutdown``). On SIGTERM ``/readyz`` answers 503 at once in every worker;
+* **Stopping** (``snakes_web.serving.shutdown``). On SIGTERM ``/readyz`` answers 503 at once in every worker;
   the workers go on answering for ``SNAKES_DRAIN_SECONDS`` (so load balancers stop sending), then
   stop listening and give what they hold ``SNAKES_GRACEFUL_TIMEOUT`` seconds more to finish.
 
@@ -34,9 +34,9 @@ from pathlib import Path
 
 from snakes_web.config import ConfigError, load_settings  # imports no torch
 from snakes_web.exceptions import ModelLoadError
-from snakes_web.gate import GATE_ENV, handed, size_of
-from snakes_web.predictor import backend_for  # imports no backend
-from snakes_web.sizing import plan_from_settings
+from snakes_web.model.loader import backend_for  # imports no backend
+from snakes_web.serving.gate import GATE_ENV, handed, size_of
+from snakes_web.serving.sizing import plan_from_settings
 
 try:
     _settings = load_settings()
@@ -53,7 +53,7 @@ _plan = plan_from_settings(_settings, os.environ, _backend)
 bind = [_settings["BIND"]
         or (f"0.0.0.0:{os.environ['PORT']}" if os.environ.get("PORT") else "127.0.0.1:8000")]
 workers = _plan.workers
-worker_class = "snakes_web.server.ThreadWorker"
+worker_class = "snakes_web.serving.worker.ThreadWorker"
 threads = _settings["THREADS"]
 worker_connections = threads  # a worker accepts only the connections it has threads for
 sendfile = False  # static files are written by the threads like any answer (paced sockets have no sendfile)
@@ -73,7 +73,7 @@ os.environ["SNAKES_TORCH_THREADS"] = str(_plan.threads)
 
 def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     """Stop at once, with one clear line, when the model file is missing (checked without torch)."""
-    from snakes_web.predictor import check_model_file
+    from snakes_web.model.predictor import check_model_file
 
     try:
         check_model_file(Path(_settings["MODEL"]).expanduser())
@@ -93,7 +93,7 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
 
 def when_ready(server) -> None:  # type: ignore[no-untyped-def]
     """Make the stop flag before any worker forks, and raise it on SIGTERM before gunicorn stops (issue 15)."""
-    from snakes_web.shutdown import raise_on_sigterm, server_flag
+    from snakes_web.serving.shutdown import raise_on_sigterm, server_flag
 
     raise_on_sigterm(server_flag())
     server.log.info("snakes-web: on SIGTERM, /readyz answers 503 at once; serving %d s more, then up to "
@@ -108,7 +108,7 @@ _MADE_HERE = "SNAKES_WEB_MADE_BY_MASTER"
 
 def _make_gate(server, slots: int) -> None:  # type: ignore[no-untyped-def]
     """Make the gate's semaphores and hand them to the workers through the environment."""
-    from snakes_web import semaphores
+    from snakes_web.serving import semaphores
 
     size = size_of(slots, _settings["QUEUE_LENGTH"], _settings["QUEUE_TIMEOUT"])
     semid = semaphores.create(size.values)
@@ -123,7 +123,7 @@ def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
     """Route the app's log through gunicorn's error log, then load and warm up the model."""
     import logging
 
-    from snakes_web.predictor import holder_of
+    from snakes_web.model.loader import holder_of
 
     app_log = logging.getLogger("snakes_web")
     app_log.handlers = list(worker.log.error_log.handlers)
@@ -184,7 +184,7 @@ def on_exit(server) -> None:  # type: ignore[no-untyped-def]
     """Remove the metrics folder and the gate's semaphores this run made for itself."""
     import shutil
 
-    from snakes_web import semaphores
+    from snakes_web.serving import semaphores
 
     for thing in os.environ.pop(_MADE_HERE, "").splitlines():
         kind, _, what = thing.partition(":")

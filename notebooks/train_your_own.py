@@ -13,10 +13,10 @@
 import os
 from pathlib import Path
 
-from snakes_web import training
 from snakes_web.config import load_settings
-from snakes_web.images import load_image
-from snakes_web.predictor import load_predictor
+from snakes_web.imaging.images import load_image
+from snakes_web.model.loader import load_predictor
+from snakes_web.tools.train import command as training
 
 PHOTOS = Path(os.environ.get("TRAIN_PHOTOS", "photos"))
 OUTPUT = Path(os.environ.get("TRAIN_OUTPUT", "models/export.pkl"))

@@ -6,12 +6,14 @@ from typing import Any
 
 from flask import Flask
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Assemble the app: settings, the predictor, request ids, errors, then the blueprints."""
-    from .config import load_settings
+    from snakes_web.config import load_settings
 
     app = Flask(__name__, static_folder=None)
     app.config.from_mapping(load_settings(overrides=config))
@@ -31,7 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def register_limits(app: Flask) -> None:
     """Cap request bodies and form parts (Werkzeug answers 413 past them); keep uploads in memory."""
-    from .inputs import InMemoryRequest
+    from snakes_web.web.inputs import InMemoryRequest
 
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
@@ -44,7 +46,7 @@ def register_limits(app: Flask) -> None:
 
 def register_predictor(app: Flask) -> None:
     """Attach the one predictor holder; the model itself loads on first use in each worker."""
-    from .predictor import PredictorHolder, attach
+    from snakes_web.model.loader import PredictorHolder, attach
 
     attach(app.extensions, PredictorHolder(app.config, predictor=app.config.get("PREDICTOR")))
 
@@ -53,7 +55,7 @@ def register_gate(app: Flask) -> None:
     """Attach the inference gate: the slots gunicorn's master shares between workers, else this process's."""
     import os
 
-    from .gate import attach, gate_from_environment, size_of
+    from snakes_web.serving.gate import attach, gate_from_environment, size_of
 
     size = size_of(1, app.config["QUEUE_LENGTH"], app.config["QUEUE_TIMEOUT"])
     attach(app.extensions, gate_from_environment(os.environ, size))
@@ -61,7 +63,7 @@ def register_gate(app: Flask) -> None:
 
 def register_shutdown(app: Flask) -> None:
     """Attach the server's stop flag (raised on SIGTERM under gunicorn: /readyz then answers 503)."""
-    from .shutdown import attach, server_flag
+    from snakes_web.serving.shutdown import attach, server_flag
 
     attach(app.extensions, server_flag())
 
@@ -69,43 +71,43 @@ def register_shutdown(app: Flask) -> None:
 def register_metrics(app: Flask) -> None:
     """Count and time requests and the model, served at /metrics (first, so it times everything)."""
     if app.config["METRICS"]:
-        from .metrics import register_metrics as register
+        from snakes_web.web.metrics import register_metrics as register
 
         register(app)
 
 
 def register_cors(app: Flask) -> None:
     """Let the configured browser origins call /api/* (after request ids, so preflights carry one)."""
-    from .cors import register_cors as register
+    from snakes_web.web.cors import register_cors as register
 
     register(app)
 
 
 def register_request_ids(app: Flask) -> None:
     """Tag every request and response with an id."""
-    from .request_id import register_request_ids as register
+    from snakes_web.web.request_id import register_request_ids as register
 
     register(app)
 
 
 def register_error_handlers(app: Flask) -> None:
     """Render every error as problem+json or HTML from the same information."""
-    from .errors import register_error_handlers as register
+    from snakes_web.web.errors import register_error_handlers as register
 
     register(app)
 
 
 def register_security_headers(app: Flask) -> None:
     """Send security headers (CSP on pages) with every response; keep debug mode off."""
-    from .security import register_security_headers as register
+    from snakes_web.web.security import register_security_headers as register
 
     register(app)
 
 
 def register_feedback(app: Flask) -> None:
     """Ask "Is this right?" under results: the feedback store, its rate limit and routes, the owner page."""
-    from .feedback import register_feedback as register
-    from .owner import register_owner
+    from snakes_web.web.feedback import register_feedback as register
+    from snakes_web.web.owner import register_owner
 
     register(app)
     register_owner(app)
@@ -113,9 +115,9 @@ def register_feedback(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     """Register the HTML pages, the JSON API, its OpenAPI document and the health probes."""
-    from . import api, health, openapi, web
+    from snakes_web.web import api, health, openapi, pages
 
-    app.register_blueprint(web.bp)
+    app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)

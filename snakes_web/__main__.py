@@ -1,6 +1,6 @@
 """Allow `python -m snakes_web`."""
 import sys
 
-from .cli import main
+from snakes_web.tools.cli import main
 
 sys.exit(main())

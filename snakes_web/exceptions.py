@@ -138,3 +138,17 @@ class QuotaFull(SnakesError):
 
 class ModelLoadError(RuntimeError):
     """The model file is missing or cannot be loaded; the message names the path and the setting."""
+
+
+PROBLEM_TYPE = "urn:snakes-web:problem:"
+
+
+def problem_document(error: SnakesError, request_id: str = "") -> dict[str, object]:
+    """Return the RFC 9457 problem document for ``error`` (also outside a request: the worker's 408)."""
+    document: dict[str, object] = {"type": PROBLEM_TYPE + error.slug, "title": error.title,
+                                   "status": error.status, "detail": error.detail,
+                                   "request_id": request_id}
+    detected = getattr(error, "detected", None)
+    if detected:
+        document["detected"] = detected  # what the file is instead, so a frontend can say it its way
+    return document

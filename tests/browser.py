@@ -29,7 +29,7 @@ def assert_strict_csp(base: str) -> None:
     """Check that the page at ``base`` carries security.py's strict policy, which the browser tests watch."""
     import requests
 
-    from snakes_web.security import CONTENT_SECURITY_POLICY
+    from snakes_web.web.security import CONTENT_SECURITY_POLICY
 
     assert requests.get(base, timeout=10).headers.get("Content-Security-Policy") == CONTENT_SECURITY_POLICY
 

@@ -17,7 +17,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from snakes_web import create_app
-from snakes_web.predictor import Prediction, ranked
+from snakes_web.model.predictor import Prediction, ranked
 
 DATA = Path(__file__).parent / "data"
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
@@ -195,7 +195,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def default_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the default model with the real command into a fresh folder (about 10 s)."""
-    from snakes_web.cli import main
+    from snakes_web.tools.cli import main
 
     path = tmp_path_factory.mktemp("default-model") / "export.pkl"
     assert main(["build-default-model", "--output", str(path)]) == 0
@@ -205,7 +205,7 @@ def default_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def default_onnx(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model converted to ONNX with the real command, once a session."""
-    from snakes_web.cli import main
+    from snakes_web.tools.cli import main
 
     path = tmp_path_factory.mktemp("onnx") / "export.onnx"
     assert main(["export-onnx", str(default_model_path), str(path)]) == 0
@@ -215,7 +215,7 @@ def default_onnx(default_model_path: Path, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="session")
 def default_int8(default_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default model through `export-onnx --int8` (its own check: one positive per class), once a session."""
-    from snakes_web.cli import main
+    from snakes_web.tools.cli import main
 
     path = tmp_path_factory.mktemp("int8") / "export-int8.onnx"
     assert main(["export-onnx", "--int8", "--positives", "1", str(default_model_path), str(path)]) == 0
@@ -224,7 +224,7 @@ def default_int8(default_model_path: Path, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="session")
 def default_predictor(default_model_path: Path):  # type: ignore[no-untyped-def]
-    from snakes_web.predictor import load_predictor
+    from snakes_web.model.loader import load_predictor
 
     return load_predictor(default_model_path)
 

@@ -15,7 +15,8 @@ from typing import Any
 from PIL import Image
 
 from snakes_web import create_app
-from snakes_web.predictor import Prediction, load_predictor
+from snakes_web.model.loader import load_predictor
+from snakes_web.model.predictor import Prediction
 
 MAGENTA = (255, 0, 255)
 HELD_SECONDS = float(os.environ.get("SNAKES_TEST_HOLD_SECONDS", "4"))

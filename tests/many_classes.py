@@ -5,7 +5,7 @@ from typing import Any
 
 from PIL import Image
 
-from snakes_web.predictor import Prediction, ranked
+from snakes_web.model.predictor import Prediction, ranked
 
 #: Four classes above 5%, fourteen below it.
 PROBABILITIES = [0.6, 0.2, 0.08, 0.06] + [0.06 / 14] * 14

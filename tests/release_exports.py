@@ -63,7 +63,8 @@ def write_photos(root: Path, per_class: int = 4) -> Path:
 
 def make_train_export(destination: Path) -> None:
     """Run `snakes-web train` exactly as a user does, with the tiny body instead of the pretrained one."""
-    from snakes_web import cli, snakenet
+    from snakes_web.model import snakenet
+    from snakes_web.tools import cli
 
     snakenet.pretrained_backbone = tiny_lite0
     with tempfile.TemporaryDirectory() as scratch:
@@ -77,7 +78,7 @@ def make_train_export(destination: Path) -> None:
 
 def make_default_export(destination: Path) -> None:
     """Run `snakes-web build-default-model`'s export with the tiny network instead of the pretrained one."""
-    from snakes_web import snakenet
+    from snakes_web.model import snakenet
 
     snakenet.pretrained_backbone = tiny_imagenet
     snakenet.export_default_model(destination)
@@ -85,7 +86,7 @@ def make_default_export(destination: Path) -> None:
 
 def recorded_predictions(path: Path) -> dict[str, float]:
     """Return the fixture's probability for each class on the probe image, as the server computes it."""
-    from snakes_web.predictor import load_predictor
+    from snakes_web.model.loader import load_predictor
 
     return {p.label: p.probability for p in load_predictor(path).predict(probe_image())}
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from snakes_web.bench import write_images
-from snakes_web.cli import main
+from snakes_web.tools.bench.command import write_images
+from snakes_web.tools.cli import main
 
 
 def test_the_bench_images_are_what_it_says(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from snakes_web import create_app
-from snakes_web.heatmaps import Heatmap
+from snakes_web.model.heatmaps import Heatmap
 from tests.browser import (
     DESKTOP,
     PHONE,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from snakes_web.exceptions import SnakesError
-from snakes_web.images import load_image
+from snakes_web.imaging.images import load_image
 from tests.corpus import Case, build_corpus, encode, gradient
 
 LIMIT = 50_000_000  # the default SNAKES_MAX_IMAGE_PIXELS

@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from snakes_web.images import load_image
-from snakes_web.snakenet import NOT_A_SNAKE, SNAKE_SPECIES, SnakeNet, pretrained_backbone
+from snakes_web.imaging.images import load_image
+from snakes_web.model.snakenet import NOT_A_SNAKE, SNAKE_SPECIES, SnakeNet, pretrained_backbone
 from tests.conftest import DATA
 
 PHOTOS = ["chelsea.jpg", "coffee.jpg"]
@@ -89,7 +89,7 @@ def test_fastai_transforms_reproduce_the_reference_preprocessing(default_predict
 
 def test_the_build_command_skips_an_existing_model(default_model_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from snakes_web.cli import main
+    from snakes_web.tools.cli import main
 
     before = default_model_path.stat().st_mtime_ns
     assert main(["build-default-model", "-o", str(default_model_path)]) == 0

@@ -11,8 +11,8 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from snakes_web import create_app
-from snakes_web.images import load_image
-from snakes_web.predictor import Prediction
+from snakes_web.imaging.images import load_image
+from snakes_web.model.predictor import Prediction
 from tests.conftest import FakePredictor, image_bytes
 
 

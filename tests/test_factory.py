@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from snakes_web import create_app
-from snakes_web.predictor import holder_of
+from snakes_web.model.loader import holder_of
 
 
 def test_the_test_mapping_reaches_the_config(app: Any) -> None:

@@ -12,7 +12,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
 from snakes_web import create_app
-from snakes_web.feedback import feedback_of
+from snakes_web.web.feedback import feedback_of
 from tests.conftest import COLOURS, image_bytes
 
 API = "/api/v1/feedback"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from snakes_web import create_app
-from snakes_web.feedback import feedback_of
+from snakes_web.web.feedback import feedback_of
 from tests.browser import DESKTOP, PHONE, WATCH_CSP, chromium, live_server, screenshot
 from tests.conftest import COLOURS, FakePredictor, image_bytes
 from tests.test_browser import axe_violations

@@ -24,10 +24,10 @@ import requests
 from PIL import Image
 from sqlalchemy import func, select
 
-from snakes_web.database import Database, rate_limits
-from snakes_web.feedback_store import FeedbackStore
-from snakes_web.feedback_token import issue, keep_image
-from snakes_web.predictor import ranked
+from snakes_web.feedback.database import Database, rate_limits
+from snakes_web.feedback.store import FeedbackStore
+from snakes_web.feedback.tokens import issue, keep_image
+from snakes_web.model.predictor import ranked
 from tests.conftest import free_port
 from tests.test_gunicorn import ROOT, wait_ready
 
@@ -68,7 +68,7 @@ def feedback_server(tmp_path: Path, database_url: str, workers: int = 2, threads
 
 def clean_up_after(log: str) -> None:
     """Remove the gate's semaphore set and the metrics folder a killed master left behind."""
-    from snakes_web import semaphores
+    from snakes_web.serving import semaphores
 
     for semid in re.findall(r"semaphore set (\d+)", log):
         semaphores.remove(int(semid))

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import inspect, text, update
 
-from snakes_web.database import Database, feedback
-from snakes_web.database import database_url as url_of
 from snakes_web.exceptions import AlreadySent, QuotaFull
-from snakes_web.feedback_store import NONE_FOLDER, FeedbackStore, NewFeedback, Quota, safe_folder_name
+from snakes_web.feedback.database import Database, feedback
+from snakes_web.feedback.database import database_url as url_of
+from snakes_web.feedback.store import NONE_FOLDER, FeedbackStore, NewFeedback, Quota, safe_folder_name
 
 ROOMY = Quota(10_000, 10**9)
 

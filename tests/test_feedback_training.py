@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from snakes_web import create_app
-from snakes_web.cli import main
-from snakes_web.feedback import feedback_of
+from snakes_web.tools.cli import main
+from snakes_web.web.feedback import feedback_of
 from tests.conftest import FakePredictor
 from tests.training_data import COLOURS, held_out_photos, make_colour_dataset
 

@@ -6,15 +6,9 @@ from typing import Any
 
 import pytest
 
-from snakes_web import fetch
-from snakes_web.exceptions import (
-    BadRequest,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    UpstreamError,
-    UpstreamTimeout,
-)
-from snakes_web.fetch import FetchLimits, check_url, fetch_image, is_public
+from snakes_web.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError, UpstreamTimeout
+from snakes_web.imaging import fetch
+from snakes_web.imaging.fetch import FetchLimits, check_url, fetch_image, is_public
 from tests.conftest import Route, image_bytes
 
 OPEN = FetchLimits(max_bytes=100_000, timeout=1.0, allow_private=True)

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from snakes_web import create_app, gate
+from snakes_web import create_app
 from snakes_web.exceptions import Overloaded
-from snakes_web.gate import ADMITTED, RUNNING, GateSize, InferenceGate, size_of
-from snakes_web.semaphores import SharedSemaphores, ThreadSemaphores, create, remove
-from snakes_web.server import Pace
+from snakes_web.serving import gate
+from snakes_web.serving.gate import ADMITTED, RUNNING, GateSize, InferenceGate, size_of
+from snakes_web.serving.semaphores import SharedSemaphores, ThreadSemaphores, create, remove
+from snakes_web.serving.worker import Pace
 from tests.conftest import COLOURS, FakePredictor, image_bytes
 
 
@@ -131,7 +132,7 @@ def test_a_backend_that_runs_one_prediction_at_a_time_gets_a_process_lock() -> N
 
 def test_an_overload_burst_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     gate_ = InferenceGate(ThreadSemaphores([0, 0]), GateSize(1, 0, 0.01))
-    with caplog.at_level(logging.WARNING, logger="snakes_web.gate"):
+    with caplog.at_level(logging.WARNING, logger="snakes_web.serving.gate"):
         for _ in range(50):
             with pytest.raises(Overloaded), gate_.admitted():
                 pass
@@ -198,7 +199,7 @@ def test_the_pace_cuts_a_request_that_falls_behind(received: int, elapsed: float
 
 def test_the_default_pace_lets_a_phone_on_poor_3g_upload_10_mb() -> None:
     from snakes_web.config import load_settings
-    from snakes_web.server import pace_from_settings
+    from snakes_web.serving.worker import pace_from_settings
 
     pace = pace_from_settings(load_settings(environ={}))
     size, rate = 10 * 1024 * 1024, 50 * 1024  # 10 MB at ~50 KB/s: about 205 s

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from snakes_web.cli import main
-from snakes_web.predictor import load_predictor
+from snakes_web.model.loader import load_predictor
+from snakes_web.tools.cli import main
 from tests.training_data import held_out_photos, make_colour_dataset
 
 pytestmark = pytest.mark.gpu

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from snakes_web.heatmaps import Heatmap, footprint, normalised, occlusion_grid, render_png
+from snakes_web.model.heatmaps import Heatmap, footprint, normalised, occlusion_grid, render_png
 from tests.tiny_learner import export_tiny_learner
 
 RED_CORNER = (32, 32, 64, 64)  # the evidence: a red square in the bottom-right quarter of a 64×64 photo
@@ -40,9 +40,9 @@ def evidence_net(*pool: nn.Module) -> nn.Sequential:
 @pytest.fixture(scope="module")
 def evidence_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """The evidence network with a pool → linear head (CAM) and a head with a ReLU (occlusion), both backends."""
-    from snakes_web.fastai_backend import FastaiPredictor
-    from snakes_web.onnx_backend import OnnxPredictor
-    from snakes_web.onnx_export import export_onnx
+    from snakes_web.model.fastai_backend import FastaiPredictor
+    from snakes_web.model.onnx_backend import OnnxPredictor
+    from snakes_web.model.onnx_export import export_onnx
 
     models: dict[str, dict[str, Any]] = {}
     for name, pool in (("avg", (nn.AdaptiveAvgPool2d(1), nn.Flatten())),
@@ -103,7 +103,7 @@ def test_the_onnx_path_imports_no_torch_for_heatmaps(default_onnx: Path) -> None
     import sys
 
     code = ("import sys; from pathlib import Path; from PIL import Image;"
-            "from snakes_web.onnx_backend import OnnxPredictor;"
+            "from snakes_web.model.onnx_backend import OnnxPredictor;"
             f"p = OnnxPredictor(Path({str(default_onnx)!r}));"
             "preds, heat = p.explain(Image.new('RGB', (300, 200), (90, 120, 60)));"
             "assert heat.method == 'cam', heat.method; heat.as_dict((300, 200));"
@@ -131,8 +131,8 @@ def reference_cams(predictor: Any, image: Image.Image) -> tuple[np.ndarray, np.n
 @pytest.mark.parametrize("species", ["horned viper", "king snake", "sidewinder"])
 def test_the_default_models_cam_is_the_reference_formula(default_predictor: Any, default_onnx: Path,
                                                          photo: Any, species: str) -> None:
-    from snakes_web.onnx_backend import OnnxPredictor
-    from snakes_web.snakenet import FIRST_SNAKE, VOCAB
+    from snakes_web.model.onnx_backend import OnnxPredictor
+    from snakes_web.model.snakenet import FIRST_SNAKE, VOCAB
 
     image = Image.open(io.BytesIO(photo("chelsea.jpg"))).convert("RGB")
     cams, _ = reference_cams(default_predictor, image)
@@ -145,7 +145,7 @@ def test_the_default_models_cam_is_the_reference_formula(default_predictor: Any,
 
 
 def test_not_a_snake_is_the_softmax_weighted_map_of_the_other_classes(default_predictor: Any, photo: Any) -> None:
-    from snakes_web.snakenet import FIRST_SNAKE, LAST_SNAKE
+    from snakes_web.model.snakenet import FIRST_SNAKE, LAST_SNAKE
 
     image = Image.open(io.BytesIO(photo("coffee.jpg"))).convert("RGB")
     cams, logits = reference_cams(default_predictor, image)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from snakes_web.exceptions import BadRequest, PayloadTooLarge, UndecodableImage, UnsupportedMediaType
-from snakes_web.images import load_image, thumbnail_jpeg, to_rgb
+from snakes_web.imaging.images import load_image, thumbnail_jpeg, to_rgb
 from tests.conftest import image_bytes
 
 LIMIT = 10_000_000

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from snakes_web.exceptions import SnakesError
-from snakes_web.images import load_image
+from snakes_web.imaging.images import load_image
 from tests.corpus import build_corpus
 
 EXAMPLES = int(os.environ.get("SNAKES_FUZZ_EXAMPLES", "200"))

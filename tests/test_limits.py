@@ -165,7 +165,7 @@ def test_a_body_the_server_cannot_parse_is_a_400_not_a_500(client: Any, monkeypa
                                                           caplog: pytest.LogCaptureFixture, path: str) -> None:
     from gunicorn.http.errors import InvalidChunkSize
 
-    from snakes_web import inputs
+    from snakes_web.web import inputs
 
     def broken_chunking(*args: Any, **kwargs: Any) -> Any:
         raise InvalidChunkSize(b"zz")  # what gunicorn raises while the app reads a bad chunked body

@@ -59,9 +59,9 @@ def test_inference_is_timed_for_the_api_and_the_page(client: Any, upload: Any) -
 
 
 def test_the_model_load_time_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    import snakes_web.predictor as predictor
+    import snakes_web.model.loader as loader
 
-    monkeypatch.setattr(predictor, "load_predictor", lambda *args: FakePredictor())
+    monkeypatch.setattr(loader, "load_predictor", lambda *args: FakePredictor())
     client = create_app({"MODEL": "any.pkl"}).test_client()
     assert samples(client)[("snakes_model_load_seconds", ())] == 0  # nothing loaded yet
     client.get("/api/v1/model")

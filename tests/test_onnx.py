@@ -15,13 +15,13 @@ import pytest
 import requests
 from PIL import Image
 
-from snakes_web.cli import main
 from snakes_web.exceptions import ModelLoadError
-from snakes_web.gate import GATE_ENV
-from snakes_web.images import load_image
-from snakes_web.predictor import load_predictor
-from snakes_web.quiet import quiet
-from snakes_web.semaphores import SharedSemaphores
+from snakes_web.imaging.images import load_image
+from snakes_web.model.loader import load_predictor
+from snakes_web.model.quiet import quiet
+from snakes_web.serving.gate import GATE_ENV
+from snakes_web.serving.semaphores import SharedSemaphores
+from snakes_web.tools.cli import main
 from tests.conftest import DATA, ImageServer, Route, image_bytes
 from tests.test_gunicorn import running_gunicorn
 from tests.tiny_learner import TINY_LABELS, make_folder_dataset

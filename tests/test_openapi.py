@@ -6,7 +6,7 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
-from snakes_web.openapi import document
+from snakes_web.web.openapi import document
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # answered for every route by Flask and the CORS preflight
 

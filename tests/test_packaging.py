@@ -35,7 +35,7 @@ def test_the_fastai_extra_carries_torch_fastai_and_the_exporter() -> None:
 
 
 def test_make_run_serves_the_int8_onnx_conversion_by_default_and_the_bench_knows_it() -> None:
-    from snakes_web.bench import SERVES_INT8
+    from snakes_web.tools.bench.command import SERVES_INT8
 
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^SNAKES_MODEL \?= \$\(MODEL:\.pkl=-int8\.onnx\)$", makefile, flags=re.M) and SERVES_INT8

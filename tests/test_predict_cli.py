@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from snakes_web.cli import main
+from snakes_web.tools.cli import main
 from tests.training_data import COLOURS, Trained, held_out_photos
 
 pytestmark = pytest.mark.slow  # uses the model trained once a session

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from snakes_web.exceptions import ModelLoadError
-from snakes_web.predictor import FastaiPredictor, PredictorHolder, load_predictor, ranked
+from snakes_web.model.loader import FastaiPredictor, PredictorHolder, load_predictor
+from snakes_web.model.predictor import ranked
 from tests.tiny_learner import TINY_LABELS, export_tiny_learner
 
 

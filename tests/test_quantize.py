@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from snakes_web.cli import main
-from snakes_web.images import load_image
-from snakes_web.onnx_backend import OnnxPredictor
-from snakes_web.positives import Pixels, Positives, positives_for
-from snakes_web.quantize import CheckSet, Int8Refused, agreement, head_nodes, quantize_checked, scorer
+from snakes_web.imaging.images import load_image
+from snakes_web.model.onnx_backend import OnnxPredictor
+from snakes_web.model.positives import Pixels, Positives, positives_for
+from snakes_web.model.quantize import CheckSet, Int8Refused, agreement, head_nodes, quantize_checked, scorer
+from snakes_web.tools.cli import main
 from tests.conftest import DATA
 from tests.training_data import Trained, held_out_photos
 
@@ -22,8 +22,8 @@ slow = pytest.mark.slow
 
 def synthesised(pkl: Path, onnx: Path, images: list[Any], per_class: int = 2) -> Positives:
     """Positives of every class of the model, pushed from ``images`` on its fp32 torch network."""
-    from snakes_web.fastai_backend import load_learner_quietly
-    from snakes_web.quantize import session
+    from snakes_web.model.fastai_backend import load_learner_quietly
+    from snakes_web.model.quantize import session
 
     predictor = OnnxPredictor(onnx, threads=1)
     meta = dict(session(onnx).get_modelmeta().custom_metadata_map)
@@ -98,7 +98,7 @@ def test_int8_keeps_the_class_activation_maps_and_they_look_where_fp32_looks(def
 def test_the_old_quantization_loses_the_snakes_and_is_refused(default_onnx: Path, default_positives: Positives,
                                                                tmp_path: Path) -> None:
     """The check sees the bug: with the head quantized, the positives' snakes become 'not a snake'."""
-    from snakes_web.bench import photo_like
+    from snakes_web.tools.bench.command import photo_like
 
     predictor = OnnxPredictor(default_onnx, threads=1)
     calibration = [predictor.prepare(photo_like(640, 480, seed)) for seed in range(16)]

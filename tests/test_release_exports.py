@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from snakes_web.predictor import load_predictor
+from snakes_web.model.loader import load_predictor
 from tests.release_exports import probe_image
 
 EXPORTS = Path(__file__).parent / "data" / "exports"
@@ -63,7 +63,7 @@ def test_a_release_export_loads_and_predicts_as_it_did(name: str) -> None:
 
 @pytest.mark.slow
 def test_a_release_export_still_converts_to_onnx(tmp_path: Path) -> None:
-    from snakes_web.onnx_export import export_onnx
+    from snakes_web.model.onnx_export import export_onnx
 
     onnx = tmp_path / "train.onnx"
     export_onnx(EXPORTS / "train-0.1.0.pkl", onnx)

@@ -33,7 +33,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Refuse every host name before any connection is tried."""
-    import snakes_web.fetch as fetch
+    import snakes_web.imaging.fetch as fetch
 
     def refuse(host: str, port: int, timeout: float | None = None) -> Any:
         raise BadRequest("The host name of that URL does not resolve.")

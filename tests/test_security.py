@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from snakes_web import create_app
-from snakes_web.security import CONTENT_SECURITY_POLICY
+from snakes_web.web.security import CONTENT_SECURITY_POLICY
 from tests.conftest import image_bytes
 
 TEMPLATES = Path(__file__).parent.parent / "snakes_web" / "templates"

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from snakes_web import create_app
-from snakes_web.shutdown import StopFlag, attach, raise_on_sigterm
+from snakes_web.serving.shutdown import StopFlag, attach, raise_on_sigterm
 from tests.conftest import image_bytes
 from tests.held_app import MAGENTA
 from tests.test_gunicorn import running_gunicorn

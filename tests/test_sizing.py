@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from snakes_web.sizing import available_cores, available_memory_mb, plan, plan_from_settings
+from snakes_web.serving.sizing import available_cores, available_memory_mb, plan, plan_from_settings
 
 GB = 1024 ** 3
 

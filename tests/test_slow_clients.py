@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import requests
 
-from snakes_web.semaphores import SharedSemaphores
+from snakes_web.serving.semaphores import SharedSemaphores
 from tests.conftest import DATA, ImageServer, Route, image_bytes
 from tests.held_app import MAGENTA
 from tests.test_gunicorn import running_gunicorn

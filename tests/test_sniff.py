@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from snakes_web.sniff import sniff
+from snakes_web.imaging.sniff import sniff
 
 
 @pytest.mark.parametrize("data, words, media_type", [

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 from snakes_web import create_app
-from snakes_web.cli import main
-from snakes_web.images import load_image
-from snakes_web.predictor import load_predictor
-from snakes_web.training import (
+from snakes_web.imaging.images import load_image
+from snakes_web.model.loader import load_predictor
+from snakes_web.tools.cli import main
+from snakes_web.tools.train.command import (
     EpochLines,
     Options,
     Report,
@@ -265,7 +265,7 @@ def test_the_split_holds_out_part_of_every_class_the_same_way_each_time() -> Non
 
 def test_training_reads_photos_like_the_server_upright(tmp_path: Path) -> None:
     """A photo with an EXIF rotation trains the way the server will see it: rotated upright."""
-    from snakes_web.training import ReadPhoto
+    from snakes_web.model.fastai_data import ReadPhoto
 
     photo = Image.new("RGB", (120, 60), (200, 30, 30))
     exif = Image.Exif()
@@ -329,7 +329,7 @@ def test_options_default_to_the_default_models_input() -> None:
 def test_device_auto_is_cuda_only_where_torch_sees_a_gpu() -> None:
     import torch
 
-    from snakes_web.training import device_for
+    from snakes_web.tools.train.command import device_for
 
     assert device_for(Options(device="auto")) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert device_for(Options(device="cpu")) == "cpu"
@@ -345,7 +345,7 @@ def test_the_command_says_where_it_trained(trained_model: Trained) -> None:
 def test_device_cuda_without_a_gpu_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
-    from snakes_web.training import DatasetError, device_for
+    from snakes_web.tools.train.command import DatasetError, device_for
 
     if torch.cuda.is_available():  # a GPU machine: cuda is what it trains on
         assert device_for(Options(device="cuda")) == "cuda"

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from snakes_web.quiet import quiet
+from snakes_web.model.quiet import quiet
 
 TINY_LABELS = ("circle", "square")
 

@@ -64,7 +64,7 @@ TEST_TRAINING_ARGS = ("--size", "64", "--epochs", "3", "--frozen-epochs", "1", "
 
 def train_once(folder: Path) -> Trained:
     """Run the real command on a generated dataset, capturing what it prints."""
-    from snakes_web.cli import main
+    from snakes_web.tools.cli import main
 
     photos = make_colour_dataset(folder / "photos")
     pkl = folder / "model" / "export.pkl"

@@ -17,7 +17,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .database import Database, rate_limits
-from .feedback_store import dialect_insert
+from .store import dialect_insert
 
 SCHEME = "snakes-db"
 

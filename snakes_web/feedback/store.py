@@ -21,8 +21,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
+from snakes_web.exceptions import AlreadySent, QuotaFull
+
 from .database import Database, feedback, secrets, usage
-from .exceptions import AlreadySent, QuotaFull
 
 VERDICTS = ("confirm", "correct", "none")
 #: Where `export` puts "none of these" photos: a hidden folder, so `snakes-web train` passes over them.

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
 from PIL import Image
 
-from .exceptions import BadRequest
-from .predictor import Prediction
+from snakes_web.exceptions import BadRequest
+from snakes_web.model.predictor import Prediction
 
 SALT = "snakes-web feedback token"
 QUALITIES = (85, 70, 55)

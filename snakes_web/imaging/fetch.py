@@ -33,8 +33,8 @@ from urllib3.exceptions import (
 )
 from urllib3.poolmanager import PoolManager
 
-from . import __version__
-from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError, UpstreamTimeout
+from snakes_web.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError, UpstreamTimeout
+from snakes_web.version import __version__
 
 MAX_URL_LENGTH = 2048
 MAX_REDIRECTS = 3

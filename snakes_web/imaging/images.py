@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from .exceptions import BadRequest, PayloadTooLarge, UndecodableImage, UnsupportedMediaType
+from snakes_web.exceptions import BadRequest, PayloadTooLarge, UndecodableImage, UnsupportedMediaType
 
 #: Pillow format names we decode; the format is read from the bytes, never from a name or header.
 #: JPEG covers MPO; AVIF comes before HEIF so a `mif1` file goes to the AVIF decoder first.

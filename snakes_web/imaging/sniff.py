@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import codecs
 
-from .exceptions import UnsupportedMediaType
+from snakes_web.exceptions import UnsupportedMediaType
+
 from .images import ACCEPTED_WORDS
 
 #: (signature at offset 0, what it is in words, its media type)

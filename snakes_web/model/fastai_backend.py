@@ -7,7 +7,8 @@ from typing import Any
 
 from PIL import Image
 
-from .exceptions import ModelLoadError
+from snakes_web.exceptions import ModelLoadError
+
 from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
 from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
 from .quiet import quiet
@@ -147,7 +148,7 @@ def _input_size(learner: Any) -> list[int] | None:
 
 def _min_side(learner: Any) -> int | None:
     """Return the shorter image side the item transforms need without upsampling (None: unknown)."""
-    from .onnx_export import UnsupportedExport, preprocessing_of
+    from .transforms import UnsupportedExport, preprocessing_of
 
     try:
         steps = preprocessing_of(learner)["steps"]
@@ -160,7 +161,7 @@ def _min_side(learner: Any) -> int | None:
 
 def _steps(learner: Any) -> list[dict[str, Any]]:
     """Return the prediction-time resize/crop steps, to place heatmaps on the photo ([] when unknown)."""
-    from .onnx_export import UnsupportedExport, preprocessing_of
+    from .transforms import UnsupportedExport, preprocessing_of
 
     try:
         steps: list[dict[str, Any]] = preprocessing_of(learner)["steps"]

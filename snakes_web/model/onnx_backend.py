@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .exceptions import ModelLoadError
+from snakes_web.exceptions import ModelLoadError
+
 from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
 from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
 from .transforms import PAD_MODES, RESAMPLES, RESIZE_METHODS, apply_steps, needed_side, to_input

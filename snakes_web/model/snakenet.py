@@ -2,7 +2,8 @@
 
 Also the network ``snakes-web train`` fine-tunes: the same pretrained EfficientNet-Lite0 body with a
 new fastai head (``Lite0Classifier``). Exported learners pickle ``SnakeNet`` and ``Lite0Classifier``
-by reference, so this module must stay importable as ``snakes_web.snakenet`` wherever they are loaded.
+by reference: exports made before the layered layout name them ``snakes_web.snakenet.*``, which
+``snakes_web/snakenet.py`` keeps importable.
 """
 from __future__ import annotations
 

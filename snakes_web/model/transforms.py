@@ -10,9 +10,13 @@ Each step follows ``fastai.vision.augment`` (``Resize.encodes``, ``CropPad.encod
 ``Image._do_crop_pad``) operation by operation, on the same Pillow calls, so the pixels are the same
 (except where a resize and the centre crop after it are fused: see ``_crop_pad``).
 Then ``to_input`` scales and normalises like ``IntToFloatTensor`` and ``Normalize``.
+
+``preprocessing_of`` reads those steps from a fastai learner's transforms, by class name and without
+importing fastai: the ONNX export writes them into the file, and the fastai backend sizes its decoding by them.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -132,3 +136,86 @@ def _pad(image: Image.Image, border: tuple[int, int, int, int], pad_mode: str) -
     pixels = np.asarray(image)
     widths = ((top, bottom), (left, right), *(((0, 0),) if pixels.ndim == 3 else ()))
     return Image.fromarray(np.pad(pixels, widths, mode=mode))  # type: ignore[call-overload]
+
+
+# --- reading a fastai learner's transforms into these steps ---------------------------------------
+
+_RESAMPLE_NAMES = {0: "nearest", 4: "box", 2: "bilinear", 5: "hamming", 3: "bicubic", 1: "lanczos"}
+
+
+class UnsupportedExport(ValueError):
+    """The fastai export uses something the ONNX path cannot reproduce."""
+
+
+def preprocessing_of(learner: Any) -> dict[str, Any]:
+    """Describe the learner's prediction-time preprocessing as plain data, or raise ``UnsupportedExport``."""
+    steps: list[dict[str, Any]] = []
+    for tfm in learner.dls.after_item.fs:
+        steps.extend(_item_steps(tfm))
+    div, mean, std = 0.0, None, None
+    for tfm in learner.dls.after_batch.fs:
+        name = type(tfm).__name__
+        if name == "IntToFloatTensor":
+            div = float(tfm.div or 0.0)
+        elif name == "Normalize":
+            if tfm.mean is None or tfm.std is None:
+                raise UnsupportedExport("Normalize has no mean and std (its statistics were never computed)")
+            mean, std = _flat(tfm.mean), _flat(tfm.std)
+        elif _is_a(tfm, "AffineCoordTfm") and getattr(tfm, "size", None) is None:
+            continue  # aug_transforms' flips, rotations, zooms: the identity on the validation split
+        elif getattr(tfm, "split_idx", None) != 0:  # split_idx 0: training only, skipped by predict
+            raise UnsupportedExport(f"the batch transform {name} runs at prediction time and has no ONNX "
+                                    f"equivalent here")
+    if not steps:
+        raise UnsupportedExport("the export has no Resize item transform, so its input size is unknown")
+    return {"steps": steps, "div": div, "mean": mean, "std": std, "input_size": list(steps[-1]["size"])}
+
+
+def _is_a(tfm: Any, class_name: str) -> bool:
+    """Tell whether ``tfm`` is an instance of a fastai class, by name (fastai is not imported here)."""
+    return any(cls.__name__ == class_name for cls in type(tfm).__mro__)
+
+
+def _item_steps(tfm: Any) -> list[dict[str, Any]]:
+    """Translate one item transform into preprocessing steps (none for tensor conversion)."""
+    name = type(tfm).__name__
+    if name == "ToTensor" or getattr(tfm, "split_idx", None) == 0:
+        return []
+    if name == "Resize":
+        if str(tfm.method) not in RESIZE_METHODS or str(tfm.pad_mode) not in PAD_MODES:
+            raise UnsupportedExport(f"Resize(method={tfm.method!r}, pad_mode={tfm.pad_mode!r}) is not supported")
+        return [{"op": "resize", "size": _height_width(tfm.size), "method": str(tfm.method),
+                 "pad_mode": str(tfm.pad_mode), "resample": _resample(tfm.mode)}]
+    if name == "CropPad":
+        if str(tfm.pad_mode) not in PAD_MODES:
+            raise UnsupportedExport(f"CropPad(pad_mode={tfm.pad_mode!r}) is not supported")
+        return [{"op": "crop_pad", "size": _height_width(tfm.size), "pad_mode": str(tfm.pad_mode)}]
+    if name == "RandomCrop":  # validation: a centred crop, zero padding where the image is smaller
+        return [{"op": "crop_pad", "size": _height_width(tfm.size), "pad_mode": "zeros"}]
+    if name == "RandomResizedCrop":  # validation: squish to size + extra, then centre crop to size
+        width, height = (int(v) for v in tfm.size[:2])
+        extra = math.ceil(max(width, height) * tfm.val_xtra / 8) * 8
+        steps = [{"op": "resize", "size": [height + extra, width + extra], "method": "squish",
+                  "pad_mode": "zeros", "resample": _resample(tfm.mode)}]
+        if extra:
+            steps.append({"op": "crop_pad", "size": [height, width], "pad_mode": "zeros"})
+        return steps
+    raise UnsupportedExport(f"the item transform {name} runs at prediction time and has no ONNX equivalent here")
+
+
+def _height_width(size: Any) -> list[int]:
+    """fastai keeps sizes as (width, height); metadata says [height, width] like ``Resize(size)``."""
+    return [int(size[1]), int(size[0])]
+
+
+def _resample(mode: Any) -> str:
+    """Name a Pillow resampling filter."""
+    try:
+        return _RESAMPLE_NAMES[int(mode)]
+    except (KeyError, TypeError, ValueError):
+        raise UnsupportedExport(f"the resampling filter {mode!r} is not one Pillow names") from None
+
+
+def _flat(values: Any) -> list[float]:
+    """Turn a broadcastable stats tensor into a plain list of floats."""
+    return [float(v) for v in values.detach().cpu().reshape(-1).tolist()]

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from .exceptions import Overloaded
-from .extensions import Slot
+from snakes_web.exceptions import Overloaded
+from snakes_web.extensions import Slot
+
 from .semaphores import Semaphores, SharedSemaphores, ThreadSemaphores
 
 log = logging.getLogger(__name__)

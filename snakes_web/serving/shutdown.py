@@ -17,7 +17,7 @@ import mmap
 import signal
 from types import FrameType
 
-from .extensions import Slot
+from snakes_web.extensions import Slot
 
 
 class StopFlag:

@@ -13,7 +13,7 @@ then the request is cut: its read side is shut (the buffered body is dropped wit
 it is answered 408 — by the app, as problem+json or the page, when the body was being read; here,
 as problem+json, when even the headers were not in. Writing an answer has its own time limit.
 
-Used as ``worker_class = "snakes_web.server.ThreadWorker"`` in gunicorn.conf.py.
+Used as ``worker_class = "snakes_web.serving.worker.ThreadWorker"`` in gunicorn.conf.py.
 """
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ from typing import Any
 from gunicorn import util
 from gunicorn.workers import gthread
 
-from .config import load_settings
-from .exceptions import RequestTimeout
+from snakes_web.config import load_settings
+from snakes_web.exceptions import RequestTimeout
+
 from .gate import InferenceGate, gate_of
 from .shutdown import server_flag
 
@@ -285,7 +286,7 @@ class ThreadWorker(gthread.ThreadWorker):
         if not isinstance(exc, RequestTimeout):
             super().handle_error(req, client, addr, exc)
             return
-        from .errors import problem_document
+        from snakes_web.exceptions import problem_document
 
         self.log.info("408: a request from %s arrived too slowly", (addr or ("?",))[0])
         body = json.dumps(problem_document(exc)).encode()  # no request id yet: the headers were not in

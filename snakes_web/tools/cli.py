@@ -12,7 +12,7 @@ from typing import Any
 
 def build_default_model(args: argparse.Namespace) -> int:
     """Build the default snake classifier and export it (skipped when it exists, unless --force)."""
-    from .snakenet import export_default_model
+    from snakes_web.model.snakenet import export_default_model
 
     output = Path(args.output)
     if output.exists() and not args.force:
@@ -25,10 +25,10 @@ def build_default_model(args: argparse.Namespace) -> int:
 
 def export_onnx(args: argparse.Namespace) -> int:
     """Convert a fastai export.pkl into one ONNX file that serves without torch or fastai."""
-    from .exceptions import ModelLoadError
-    from .onnx_export import UnsupportedExport
-    from .onnx_export import export_onnx as convert
-    from .quantize import Int8Refused
+    from snakes_web.exceptions import ModelLoadError
+    from snakes_web.model.onnx_export import export_onnx as convert
+    from snakes_web.model.quantize import Int8Refused
+    from snakes_web.model.transforms import UnsupportedExport
 
     destination = Path(args.destination)
     try:
@@ -54,8 +54,8 @@ def export_onnx(args: argparse.Namespace) -> int:
 
 def _export_int8(args: argparse.Namespace, fp32: Path, destination: Path) -> None:
     """Quantize ``fp32`` into ``destination``, checked against fp32 on photos and synthesised positives."""
-    from .config import load_settings
-    from .quantize import export_int8
+    from snakes_web.config import load_settings
+    from snakes_web.model.quantize import export_int8
 
     calibration = calibration_images(args.calibration)
     photos = calibration if args.calibration is not None else generated_photos(range(100, 108))
@@ -67,14 +67,14 @@ def _export_int8(args: argparse.Namespace, fp32: Path, destination: Path) -> Non
 
 def generated_photos(seeds: Any) -> list[Any]:
     """Return photo-like generated images (the bench's), one per seed."""
-    from .bench import photo_like
+    from .bench.command import photo_like
 
     return [photo_like(640, 480, seed) for seed in seeds]
 
 
 def calibration_images(folder: Path | None) -> list[Any]:
     """Load up to 64 images from ``folder`` (at any depth), or generate 16 photo-like ones, for int8 calibration."""
-    from .images import load_image
+    from snakes_web.imaging.images import load_image
 
     if folder is None:
         return generated_photos(range(16))
@@ -112,14 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     onnx.add_argument("--positives", type=int, default=2,
                       help="synthesised positives per class that --int8 is checked on (default 2)")
     onnx.set_defaults(run=export_onnx)
-    from .bench import add_arguments
-    from .bench import run as run_bench
+    from .bench.command import add_arguments
+    from .bench.command import run as run_bench
 
     bench = commands.add_parser("bench", help="Measure learn.predict against our server on both backends; "
                                               "write docs/benchmarks.md.")
     add_arguments(bench)
     bench.set_defaults(run=run_bench)
-    from . import predict, training
+    from . import predict
+    from .train import command as training
 
     train = commands.add_parser("train", help="Fine-tune EfficientNet-Lite0 on a folder of labelled photos; "
                                               "export a model the server serves.")
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     classify = commands.add_parser("predict", help="Print a model's top predictions for image files.")
     predict.add_arguments(classify)
     classify.set_defaults(run=predict.run)
-    from . import feedback_cli
+    from . import feedback as feedback_cli
 
     feedback = commands.add_parser("feedback", help="List, export (for `train`) or purge visitors' feedback.")
     feedback_cli.add_arguments(feedback)

@@ -5,9 +5,9 @@ import argparse
 import datetime
 from pathlib import Path
 
-from .config import load_settings
-from .database import Database
-from .feedback_store import NONE_FOLDER, FeedbackStore
+from snakes_web.config import load_settings
+from snakes_web.feedback.database import Database
+from snakes_web.feedback.store import NONE_FOLDER, FeedbackStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,12 +13,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .config import load_settings
-from .exceptions import ModelLoadError, SnakesError, UnsupportedMediaType
-from .images import load_image
-from .predictor import Prediction, Predictor, load_predictor, needed_side
-from .sniff import explain
-from .training import visible_files
+from snakes_web.config import load_settings
+from snakes_web.exceptions import ModelLoadError, SnakesError, UnsupportedMediaType
+from snakes_web.imaging.images import load_image
+from snakes_web.imaging.sniff import explain
+from snakes_web.model.loader import load_predictor
+from snakes_web.model.predictor import Prediction, Predictor, needed_side
+
+from .train.command import visible_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

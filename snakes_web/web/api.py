@@ -5,11 +5,12 @@ from typing import Any
 
 from flask import Blueprint, current_app, request
 
+from snakes_web.exceptions import SnakesError
+from snakes_web.model.loader import holder_of
+
 from .batch import classify_batch, is_batch
 from .classify import Classified, classify_request
 from .errors import problem
-from .exceptions import SnakesError
-from .predictor import holder_of
 from .results import parse_explain, parse_top, result_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")

@@ -13,11 +13,12 @@ from flask import Flask, Request
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from snakes_web.exceptions import BadRequest, PayloadTooLarge, SnakesError
+from snakes_web.imaging.fetch import FetchLimits, fetch_image
+from snakes_web.serving.gate import gate_of
+
 from .classify import Classified, classify_data
 from .errors import upload_too_large
-from .exceptions import BadRequest, PayloadTooLarge, SnakesError
-from .fetch import FetchLimits, fetch_image
-from .gate import gate_of
 from .inputs import BOTH_GIVEN
 from .results import ExplainRequest
 

@@ -9,13 +9,15 @@ from typing import Any
 
 from flask import Flask, Request
 
+from snakes_web.imaging.images import thumbnail_jpeg
+from snakes_web.model.heatmaps import explained
+from snakes_web.model.loader import holder_of
+from snakes_web.model.predictor import Prediction, concurrency_of, needed_side
+from snakes_web.serving.gate import gate_of
+
 from .feedback import feedback_token, kept_image
-from .gate import gate_of
-from .heatmaps import explained
-from .images import thumbnail_jpeg
 from .inputs import decode_image, read_image_data
 from .metrics import timed_inference
-from .predictor import Prediction, concurrency_of, holder_of, needed_side
 from .results import ExplainRequest
 
 

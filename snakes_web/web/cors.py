@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from .config import split_origins
+from snakes_web.config import split_origins
 
 API_PREFIX = "/api/"
 ALLOW_METHODS = "GET, POST, OPTIONS"

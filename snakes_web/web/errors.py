@@ -7,7 +7,7 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
-from .exceptions import (
+from snakes_web.exceptions import (
     BadRequest,
     ModelLoadError,
     ModelUnavailable,
@@ -15,10 +15,10 @@ from .exceptions import (
     PayloadTooLarge,
     ShuttingDown,
     SnakesError,
+    problem_document,
 )
 
 log = logging.getLogger(__name__)
-PROBLEM_TYPE = "urn:snakes-web:problem:"
 
 # Werkzeug's own HTTP errors, said in our words (their defaults talk about "the server").
 _HTTP_DETAILS = {
@@ -62,17 +62,6 @@ def upload_too_large() -> PayloadTooLarge:
 def problem(error: SnakesError) -> dict[str, object]:
     """Return the RFC 9457 problem document for ``error``, with this request's id."""
     return problem_document(error, g.get("request_id", ""))
-
-
-def problem_document(error: SnakesError, request_id: str = "") -> dict[str, object]:
-    """Return the RFC 9457 problem document for ``error`` (also outside a request: the worker's 408)."""
-    document: dict[str, object] = {"type": PROBLEM_TYPE + error.slug, "title": error.title,
-                                   "status": error.status, "detail": error.detail,
-                                   "request_id": request_id}
-    detected = getattr(error, "detected", None)
-    if detected:
-        document["detected"] = detected  # what the file is instead, so a frontend can say it its way
-    return document
 
 
 def render_error(error: SnakesError) -> Response:

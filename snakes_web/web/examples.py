@@ -5,9 +5,8 @@ Their sources and licences are recorded in ``tests/data/SOURCES.md`` (the same f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-STATIC = Path(__file__).parent / "static"
+from . import STATIC
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,16 @@ from flask_limiter.util import get_remote_address
 from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
-from .database import Database
+from snakes_web.exceptions import BadRequest, NotFound, RateLimited, StorageUnavailable, UnsupportedMediaType
+from snakes_web.feedback.database import Database
+from snakes_web.feedback.ratelimit import SCHEME
+from snakes_web.feedback.store import VERDICTS, FeedbackStore, NewFeedback, Quota
+from snakes_web.feedback.tokens import KeptImage, issue, keep_image, redeem
+from snakes_web.model.loader import holder_of
+from snakes_web.model.predictor import Prediction
+
+from . import TEMPLATES
 from .errors import render_error
-from .exceptions import BadRequest, NotFound, RateLimited, StorageUnavailable, UnsupportedMediaType
-from .feedback_store import VERDICTS, FeedbackStore, NewFeedback, Quota
-from .feedback_token import KeptImage, issue, keep_image, redeem
-from .predictor import Prediction, holder_of
-from .ratelimit import SCHEME
 
 log = logging.getLogger(__name__)
 EXTENSION = "snakes_feedback"
@@ -37,7 +40,7 @@ MAX_TOKEN = 1_000_000
 RETRY_AFTER_FAILURE = 30.0  # seconds before a database that would not open is tried again
 STORAGE_DOWN = "Feedback cannot be stored right now. Please try again later."
 
-bp = Blueprint("feedback", __name__, template_folder="templates")
+bp = Blueprint("feedback", __name__, template_folder=TEMPLATES)
 
 
 @dataclass

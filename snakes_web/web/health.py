@@ -5,9 +5,9 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
-from .exceptions import ShuttingDown
-from .predictor import holder_of
-from .shutdown import stop_flag_of
+from snakes_web.exceptions import ShuttingDown
+from snakes_web.model.loader import holder_of
+from snakes_web.serving.shutdown import stop_flag_of
 
 bp = Blueprint("health", __name__)
 

@@ -10,11 +10,12 @@ from PIL import Image
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from snakes_web.exceptions import BadRequest, UnsupportedMediaType
+from snakes_web.imaging.fetch import FetchLimits, fetch_image
+from snakes_web.imaging.images import load_image
+from snakes_web.imaging.sniff import explain
+
 from .errors import upload_too_large
-from .exceptions import BadRequest, UnsupportedMediaType
-from .fetch import FetchLimits, fetch_image
-from .images import load_image
-from .sniff import explain
 
 BOTH_GIVEN = "Send either a file or a URL, not both."
 NEITHER_GIVEN = "Send an image file (field `file`) or an image URL (field `url`)."

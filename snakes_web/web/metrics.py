@@ -17,7 +17,7 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-EXTENSION_KEY = "snakes_web.metrics"
+EXTENSION_KEY = "snakes_web.web.metrics"
 UNMATCHED = "(unmatched)"  # one label for every unknown path, so scanners cannot blow up the series
 
 bp = Blueprint("metrics", __name__)
@@ -49,8 +49,8 @@ class Metrics:
 
 def register_metrics(app: Flask) -> None:
     """Count and time every request, time model loads, and serve /metrics."""
-    from .gate import gate_of
-    from .predictor import holder_of
+    from snakes_web.model.loader import holder_of
+    from snakes_web.serving.gate import gate_of
 
     # Decided once, like prometheus_client itself decides where samples go when it is imported.
     metrics = Metrics(CollectorRegistry(auto_describe=True), os.environ.get(MULTIPROC_ENV, ""))

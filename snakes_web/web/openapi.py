@@ -11,12 +11,14 @@ from typing import Any
 from flask import Blueprint, render_template
 from markupsafe import Markup, escape
 
-from . import __version__
-from .fetch import MAX_URL_LENGTH
-from .images import ACCEPTED_WORDS
+from snakes_web.imaging.fetch import MAX_URL_LENGTH
+from snakes_web.imaging.images import ACCEPTED_WORDS
+from snakes_web.version import __version__
+
+from . import TEMPLATES
 from .request_id import SANE_PATTERN
 
-bp = Blueprint("openapi", __name__, template_folder="templates")
+bp = Blueprint("openapi", __name__, template_folder=TEMPLATES)
 
 JSON = "application/json"
 PROBLEM = "application/problem+json"

@@ -12,12 +12,14 @@ import io
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from PIL import Image
 
-from .errors import render_error
-from .exceptions import NotFound, Unauthorized
-from .feedback import feedback_of
-from .images import thumbnail_jpeg
+from snakes_web.exceptions import NotFound, Unauthorized
+from snakes_web.imaging.images import thumbnail_jpeg
 
-bp = Blueprint("owner", __name__, template_folder="templates")
+from . import TEMPLATES
+from .errors import render_error
+from .feedback import feedback_of
+
+bp = Blueprint("owner", __name__, template_folder=TEMPLATES)
 RECENT = 60
 
 

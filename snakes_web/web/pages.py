@@ -7,15 +7,17 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from snakes_web.exceptions import BadRequest, SnakesError
+from snakes_web.model.loader import holder_of
+
+from . import STATIC, TEMPLATES
 from .batch import FORMS, classify_batch, is_batch
 from .classify import Classified, classify_data, classify_request
 from .errors import error_headers, log_server_error
 from .examples import EXAMPLES, example_bytes
-from .exceptions import BadRequest, SnakesError
-from .predictor import holder_of
 from .results import NEGATIVE_LABEL, ExplainRequest, answers_that_matter, result_payload
 
-bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+bp = Blueprint("web", __name__, template_folder=TEMPLATES, static_folder=STATIC,
                static_url_path="/static")
 
 

@@ -5,8 +5,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import BadRequest
-from .predictor import Prediction
+from snakes_web.exceptions import BadRequest
+from snakes_web.model.predictor import Prediction
 
 #: The label that means "no": the page says "not a snake" in words for any model whose vocab has it.
 NEGATIVE_LABEL = "not a snake"

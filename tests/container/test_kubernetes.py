@@ -27,8 +27,8 @@ import pytest
 import requests
 
 from snakes_web.config import load_settings
-from snakes_web.server import SEND_TIMEOUT
-from snakes_web.sizing import MASTER_MEMORY_MB, WORKER_MEMORY_MB, plan
+from snakes_web.serving.sizing import MASTER_MEMORY_MB, WORKER_MEMORY_MB, plan
+from snakes_web.serving.worker import SEND_TIMEOUT
 from tests.conftest import free_port
 from tests.container.conftest import PREFIX, ROOT, predict_photo, record, run, tool
 from tests.container.kube import (

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .bench_model import (
+from .in_process import (
     agreement_section,
     batching,
     batching_section,
@@ -55,7 +55,7 @@ from .bench_model import (
     meets_bar,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository: snakes_web/tools/bench/ is three below
 #: The images every scenario classifies: what phones and web pages send.
 IMAGES = {"1 MP JPEG": "photo-1mp.jpg", "12 MP JPEG": "photo-12mp.jpg", "PNG with alpha": "alpha-1mp.png"}
 THREADED = "(3) ONNX backend, HTTP"
@@ -251,8 +251,8 @@ def baseline(model: Path, images: dict[str, Path], warmup: float, duration: floa
     """Time ``learn.predict``, one image after another, in the ``style`` of ``BASELINES``."""
     import torch
 
-    from .fastai_backend import load_learner_quietly
-    from .quiet import quiet
+    from snakes_web.model.fastai_backend import load_learner_quietly
+    from snakes_web.model.quiet import quiet
 
     if style == STRONGEST:
         torch.set_num_threads(torch_threads())  # every core this process may use
@@ -286,7 +286,7 @@ def _strongest_predict(learner: Any) -> Callable[[bytes], Any]:
     """Return bytes → ``learn.predict`` of the image decoded once (``PILImage.create``), in inference mode."""
     import torch
 
-    from .quiet import quiet
+    from snakes_web.model.quiet import quiet
 
     with quiet():
         from fastai.vision.core import PILImage
@@ -400,7 +400,8 @@ def run_baseline(style: str, args: argparse.Namespace, images: dict[str, Path]) 
     """Time one learn.predict baseline in its own process (torch's threads are per process)."""
     print(f"{BASELINES[style]} ...", flush=True)
     launched = time.time()
-    out = subprocess.run([sys.executable, "-m", "snakes_web.bench", "--role", "baseline", "--style", style,
+    out = subprocess.run([sys.executable, "-m", "snakes_web.tools.bench.command", "--role", "baseline",
+                          "--style", style,
                           "--model", str(args.model), "--images", json.dumps({k: str(v) for k, v in images.items()}),
                           "--warmup", str(args.warmup), "--duration", str(args.duration),
                           "--launched", str(launched)], capture_output=True, text=True, check=True)
@@ -415,7 +416,7 @@ def client(port: int, image: Path, args: argparse.Namespace) -> Load:
     """Run the load generator in its own process and return what it measured."""
     import resource
 
-    command = [sys.executable, "-m", "snakes_web.bench", "--role", "client", "--port", str(port),
+    command = [sys.executable, "-m", "snakes_web.tools.bench.command", "--role", "client", "--port", str(port),
                "--image", str(image), "--concurrency", str(args.concurrency),
                "--warmup", str(args.warmup), "--duration", str(args.duration)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts children once they are waited for
@@ -694,7 +695,7 @@ def slow_plans(args: argparse.Namespace) -> dict[str, SlowPlan]:
     count = args.slow if args.slow is not None else (2 if args.smoke else 32)
     if count <= 0:
         return {}
-    from .config import load_settings  # imports no torch
+    from snakes_web.config import load_settings  # imports no torch
 
     grace = float(load_settings()["UPLOAD_GRACE"])
     fetch = 2.0 if args.smoke else 10.0
@@ -712,7 +713,7 @@ def machine() -> str:
     """Describe the machine: CPU, cores, memory, load, versions."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown CPU")
-    from .sizing import available_cores, available_memory_mb
+    from snakes_web.serving.sizing import available_cores, available_memory_mb
 
     versions = []
     for package in ("onnxruntime", "torch", "fastai", "pillow", "numpy", "gunicorn", "flask"):
@@ -884,7 +885,7 @@ def default_config() -> Path:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the bench's options (shared by `snakes-web bench` and `python -m snakes_web.bench`)."""
+    """Declare the bench's options (shared by `snakes-web bench` and `python -m snakes_web.tools.bench.command`)."""
     parser.add_argument("--model", type=Path, default=Path("models/export.pkl"), help="the fastai export.pkl")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds measured per scenario and image")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load before each")
@@ -940,8 +941,8 @@ def bench(args: argparse.Namespace) -> int:
         if args.int8:
             int8_model = work / "model-int8.onnx"
             print("quantizing to int8 and checking it on photos and positives of every class ...", flush=True)
-            out = subprocess.run([sys.executable, "-m", "snakes_web.bench_model", str(args.model), str(onnx_model),
-                                  str(int8_model), "--photos",
+            out = subprocess.run([sys.executable, "-m", "snakes_web.tools.bench.in_process", str(args.model),
+                                  str(onnx_model), str(int8_model), "--photos",
                                   json.dumps({k: str(v) for k, v in check_photos(images).items()})],
                                  capture_output=True, text=True, check=True)
             measured = json.loads(out.stdout)
@@ -954,7 +955,7 @@ def bench(args: argparse.Namespace) -> int:
             scenarios.append(serve(name, model, images, args, work / f"server-{index}.log", flags, plans.get(name)))
         print("batching and the per-stage breakdown, in process ...", flush=True)
         served_name, served_model = (INT8, models["int8"]) if SERVES_INT8 and args.int8 else (THREADED, onnx_model)
-        from .onnx_backend import OnnxPredictor
+        from snakes_web.model.onnx_backend import OnnxPredictor
 
         sample = OnnxPredictor(onnx_model, threads=1).prepare(Image.open(images[labels[0]]).convert("RGB"))
         repeats = 2 if args.smoke else 5
@@ -965,7 +966,7 @@ def bench(args: argparse.Namespace) -> int:
                                    {label: load.cpu_ms_per_image for label, load in served_row.loads.items()})
         extra = targets_section(scenarios, labels, served_name, measured) + extra
         print("heatmaps: ?explain= against none ...", flush=True)
-        from .bench_explain import explain_section
+        from .explain import explain_section
 
         extra += explain_section(args.model, onnx_model, images["1 MP JPEG"], "1 MP JPEG", work, args.duration * 2)
     text = report(scenarios, labels, args, about, extra=extra)
@@ -981,8 +982,8 @@ def bench(args: argparse.Namespace) -> int:
 
 def int8_accuracy(fp32: Path, int8: Path, images: dict[str, Path]) -> str:
     """Compare the int8 model with fp32 on the bench images and the repository's test photos."""
-    from .images import load_image
-    from .onnx_backend import OnnxPredictor
+    from snakes_web.imaging.images import load_image
+    from snakes_web.model.onnx_backend import OnnxPredictor
 
     reference, quantized = OnnxPredictor(fp32, threads=1), OnnxPredictor(int8, threads=1)
     photos = {path.name: path for path in sorted((ROOT / "tests" / "data").glob("*.jpg"))}

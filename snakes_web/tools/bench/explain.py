@@ -30,9 +30,9 @@ class Config:
 def explain_section(pkl: Path, onnx_with_maps: Path, image: Path, label: str, scratch: Path,
                     duration: float) -> str:
     """Measure every configuration on ``image``; return the Markdown section for docs/benchmarks.md."""
-    from .fastai_backend import FastaiPredictor
-    from .onnx_backend import OnnxPredictor
-    from .onnx_export import export_onnx
+    from snakes_web.model.fastai_backend import FastaiPredictor
+    from snakes_web.model.onnx_backend import OnnxPredictor
+    from snakes_web.model.onnx_export import export_onnx
 
     plain = scratch / "model-no-maps.onnx"
     export_onnx(pkl, plain, maps=False)
@@ -55,7 +55,7 @@ def _poster(config: Config, data: bytes) -> Callable[[], float]:
     """Return a function that posts the photo once through the app and returns the seconds it took."""
     import io
 
-    from . import create_app
+    from snakes_web import create_app
 
     client = create_app({"PREDICTOR": config.predictor, "METRICS": False}).test_client()
 

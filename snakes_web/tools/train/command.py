@@ -34,12 +34,13 @@ from typing import Any
 
 from PIL import Image
 
-from .config import load_settings
-from .exceptions import BadRequest, PayloadTooLarge, SnakesError, UnsupportedMediaType
-from .images import load_image
-from .quiet import quiet
-from .sizing import available_cores
-from .sniff import sniff
+from snakes_web.config import load_settings
+from snakes_web.exceptions import BadRequest, PayloadTooLarge, SnakesError, UnsupportedMediaType
+from snakes_web.imaging.images import load_image
+from snakes_web.imaging.sniff import sniff
+from snakes_web.model.fastai_data import ClassFolder, ReadPhoto
+from snakes_web.model.quiet import quiet
+from snakes_web.serving.sizing import available_cores
 
 TRAIN_FOLDER = "train"
 VALID_FOLDERS = ("valid", "val")
@@ -288,39 +289,10 @@ def _relative(path: Path, root: Path) -> str:
 
 # --- 2. the data loaders: the server's preprocessing ----------------------------------------------
 
-class ReadPhoto:
-    """fastai ``get_x``: read a photo with the server's decoder (upright, RGB, same JPEG draft scale)."""
-
-    def __init__(self, max_pixels: int, min_side: int | None) -> None:
-        self.max_pixels, self.min_side = max_pixels, min_side
-
-    def decode(self, data: bytes) -> Image.Image:
-        """Return the upright RGB image in ``data``, or raise the server's typed error."""
-        return load_image(data, self.max_pixels, min_side=self.min_side)
-
-    def __call__(self, path: Path) -> Any:
-        """Return the photo at ``path`` as fastai's ``PILImage``."""
-        with quiet():
-            from fastai.vision.core import PILImage
-
-        return PILImage(self.decode(Path(path).read_bytes()))
-
-
 def photo_reader(options: Options) -> ReadPhoto:
     """Read photos as the server does: its pixel limit, and its JPEG draft scale when that is on."""
     settings = load_settings()
     return ReadPhoto(settings["MAX_IMAGE_PIXELS"], options.resize if settings["JPEG_DRAFT"] else None)
-
-
-class ClassFolder:
-    """fastai ``get_y``: the class is the folder at a fixed depth of the path (photos may sit deeper)."""
-
-    def __init__(self, depth: int) -> None:
-        self.depth = depth
-
-    def __call__(self, path: Path) -> str:
-        """Return the name of the class folder that holds ``path``."""
-        return Path(path).parts[self.depth]
 
 
 def default_workers(train_images: int, batch_size: int, size: int, cores: int | None = None,
@@ -437,7 +409,7 @@ def make_learner(dls: Any, name: str) -> Any:
         from fastai.losses import CrossEntropyLossFlat
         from fastai.metrics import accuracy
 
-    from .snakenet import body_and_head, lite0_classifier
+    from snakes_web.model.snakenet import body_and_head, lite0_classifier
 
     model = lite0_classifier(len(dls.vocab), name)
     return Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=accuracy, splitter=body_and_head)
@@ -641,8 +613,8 @@ def export_onnx_checked(pkl: Path, report: Report, max_photos: int = 32) -> tupl
 
     Return (onnx path, photos compared, photos with the same top class, largest probability difference).
     """
-    from .onnx_backend import OnnxPredictor
-    from .onnx_export import export_onnx
+    from snakes_web.model.onnx_backend import OnnxPredictor
+    from snakes_web.model.onnx_export import export_onnx
 
     destination = pkl.with_suffix(".onnx")
     export_onnx(pkl, destination)
@@ -751,7 +723,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     """Do the work of ``run``."""
-    from .onnx_export import UnsupportedExport
+    from snakes_web.model.transforms import UnsupportedExport
 
     started = time.perf_counter()
     options = options_from(args)
@@ -797,7 +769,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _export_int8_checked(pkl: Path, onnx: Path, dataset: Dataset, max_photos: int = 64) -> Path | None:
     """Write ``<name>-int8.onnx``, calibrated and checked on the validation photos; None when refused."""
-    from .quantize import Int8Refused, export_int8
+    from snakes_web.model.quantize import Int8Refused, export_int8
 
     max_pixels = load_settings()["MAX_IMAGE_PIXELS"]
     photos = [load_image(path.read_bytes(), max_pixels) for path, _ in dataset.valid[:max_photos]]

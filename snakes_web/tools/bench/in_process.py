@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository: snakes_web/tools/bench/ is three below
 BATCHES = (1, 2, 4, 8)
 #: The bar for serving int8 by default (the issue's target): on every check set and every class.
 DEFAULT_BAR = 0.995
@@ -39,9 +39,9 @@ def check_photos(images: dict[str, Path]) -> dict[str, Path]:
 
 def int8_role(pkl: Path, fp32: Path, destination: Path, photos: dict[str, Path]) -> dict[str, Any]:
     """Quantize as ``export-onnx --int8`` does (generated calibration) and measure it on the check sets."""
-    from .cli import calibration_images, generated_photos
-    from .images import load_image
-    from .quantize import export_int8
+    from snakes_web.imaging.images import load_image
+    from snakes_web.model.quantize import export_int8
+    from snakes_web.tools.cli import calibration_images, generated_photos
 
     started = time.monotonic()
     images = [load_image(path.read_bytes(), 100_000_000) for path in photos.values()]
@@ -60,7 +60,7 @@ def agreement_section(measured: dict[str, Any]) -> str:
              f"repository's CC0 photos, the bench images and 8 generated ones), and *positives*: for every class, "
              f"{measured['tried'] // max(1, len(measured['positives']))} inputs the fp32 network itself rates as "
              f"that class, pushed there from those photos by gradient ascent on the fp32 model "
-             f"(`snakes_web/positives.py`; kept only when fp32's top-1 is the class: "
+             f"(`snakes_web/model/positives.py`; kept only when fp32's top-1 is the class: "
              f"{sum(measured['positives'].values())} of {measured['tried']} were). Classes are fp32's answers. "
              f"Bar for serving int8 by default: ≥ {DEFAULT_BAR:.1%} on every set and every class.", "",
              "| check set | inputs | same top-1 | agreement | classes fp32 answered | lowest class |",
@@ -99,7 +99,7 @@ def meets_bar(measured: dict[str, Any], bar: float = DEFAULT_BAR) -> bool:
 def batching(models: dict[str, Path], sample: np.ndarray, repeats: int = 5,
              per_round: int = 16) -> dict[str, dict[int, float]]:
     """Return CPU ms per image of the forward pass at each batch size, one intra-op thread (median of rounds)."""
-    from .quantize import session
+    from snakes_web.model.quantize import session
 
     results: dict[str, dict[int, float]] = {}
     for name, path in models.items():
@@ -148,8 +148,8 @@ def _cpu_ms(call: Callable[[], Any], times: int) -> float:
 def breakdown(model: Path, images: dict[str, Path], labels: Sequence[str],
               times: int = 10) -> dict[str, dict[str, float]]:
     """Time each stage of a served API request in process (one thread), per image: CPU ms."""
-    from . import create_app
-    from .onnx_backend import OnnxPredictor
+    from snakes_web import create_app
+    from snakes_web.model.onnx_backend import OnnxPredictor
 
     predictor = OnnxPredictor(model, threads=1)
     client = create_app({"MODEL": str(model), "TORCH_THREADS": 1, "METRICS": False}).test_client()
@@ -158,9 +158,10 @@ def breakdown(model: Path, images: dict[str, Path], labels: Sequence[str],
 
 def _stages(path: Path, predictor: Any, client: Any, times: int) -> dict[str, float]:
     """Time the stages of one image's request: sniffing, decoding, preprocessing, forward, the whole."""
-    from .bench import multipart
-    from .images import load_image, thumbnail_jpeg
-    from .sniff import sniff
+    from snakes_web.imaging.images import load_image, thumbnail_jpeg
+    from snakes_web.imaging.sniff import sniff
+
+    from .command import multipart
 
     data = path.read_bytes()
     body, content_type = multipart(data, path.name)
@@ -202,14 +203,14 @@ def breakdown_section(measured: dict[str, dict[str, float]], served: str, big: s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the int8 role in its own process (the bench never imports torch itself); print JSON."""
-    parser = argparse.ArgumentParser(prog="python -m snakes_web.bench_model")
+    parser = argparse.ArgumentParser(prog="python -m snakes_web.tools.bench.in_process")
     parser.add_argument("pkl", type=Path)
     parser.add_argument("fp32", type=Path)
     parser.add_argument("destination", type=Path)
     parser.add_argument("--photos", required=True, help="JSON: name → path")
     args = parser.parse_args(argv)
     photos = {name: Path(path) for name, path in json.loads(args.photos).items()}
-    from .quiet import quiet
+    from snakes_web.model.quiet import quiet
 
     with quiet():
         measured = int8_role(args.pkl, args.fp32, args.destination, photos)
