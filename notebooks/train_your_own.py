@@ -16,15 +16,15 @@ from pathlib import Path
 from snakes_web.config import load_settings
 from snakes_web.imaging.images import load_image
 from snakes_web.model.loader import load_predictor
-from snakes_web.tools.train import command as training
+from snakes_web.tools import train
 
 PHOTOS = Path(os.environ.get("TRAIN_PHOTOS", "photos"))
 OUTPUT = Path(os.environ.get("TRAIN_OUTPUT", "models/export.pkl"))
-OPTIONS = training.Options(
-    epochs=int(os.environ.get("TRAIN_EPOCHS", training.Options.epochs)),
-    frozen_epochs=int(os.environ.get("TRAIN_FROZEN_EPOCHS", training.Options.frozen_epochs)),
-    size=int(os.environ.get("TRAIN_SIZE", training.Options.size)),
-    min_per_class=int(os.environ.get("TRAIN_MIN_PER_CLASS", training.Options.min_per_class)),
+OPTIONS = train.Options(
+    epochs=int(os.environ.get("TRAIN_EPOCHS", train.Options.epochs)),
+    frozen_epochs=int(os.environ.get("TRAIN_FROZEN_EPOCHS", train.Options.frozen_epochs)),
+    size=int(os.environ.get("TRAIN_SIZE", train.Options.size)),
+    min_per_class=int(os.environ.get("TRAIN_MIN_PER_CLASS", train.Options.min_per_class)),
 )
 print(OPTIONS)
 
@@ -33,9 +33,9 @@ print(OPTIONS)
 # Every file is read the way the server reads an upload; the ones it cannot read are listed and left out.
 
 # %%
-dataset = training.scan_dataset(PHOTOS, OPTIONS)
+dataset = train.scan_dataset(PHOTOS, OPTIONS)
 print(dataset.describe())
-print("\n".join(training.bad_file_lines(dataset.bad, dataset.root)) or "Every file is a readable image.")
+print("\n".join(train.bad_file_lines(dataset.bad, dataset.root)) or "Every file is a readable image.")
 
 # %% [markdown]
 # ## 2. The data, as the network sees it
@@ -43,8 +43,8 @@ print("\n".join(training.bad_file_lines(dataset.bad, dataset.root)) or "Every fi
 # server does (short side resized, centre crop).
 
 # %%
-threads = training.setup_torch(OPTIONS)  # the seed, and torch's threads (the cores we may use)
-dls = training.dataloaders(dataset, OPTIONS)
+threads = train.setup_torch(OPTIONS)  # the seed, and torch's threads (the cores we may use)
+dls = train.dataloaders(dataset, OPTIONS)
 dls.show_batch(max_n=9)
 
 # %% [markdown]
@@ -53,16 +53,16 @@ dls.show_batch(max_n=9)
 # epochs), then everything. Progress shows as bars in a notebook, one line per epoch in a script.
 
 # %%
-learner = training.make_learner(dls, name=f"{dataset.root.name}-efficientnet-lite0")
-training.fit(learner, OPTIONS)
+learner = train.make_learner(dls, name=f"{dataset.root.name}-efficientnet-lite0")
+train.fit(learner, OPTIONS)
 
 # %% [markdown]
 # ## 4. How good is it?
 
 # %%
-report = training.evaluate(learner, dataset)
+report = train.evaluate(learner, dataset)
 print(report.text(dataset.root))
-plot = training.plot_confusion(report, OUTPUT.with_name(f"{OUTPUT.stem}-confusion.png"))
+plot = train.plot_confusion(report, OUTPUT.with_name(f"{OUTPUT.stem}-confusion.png"))
 print(f"The confusion matrix as a picture: {plot}")
 
 # %% [markdown]
@@ -70,8 +70,8 @@ print(f"The confusion matrix as a picture: {plot}")
 # Serve either with `SNAKES_MODEL=<path> make run`.
 
 # %%
-pkl = training.export(learner, OUTPUT)
-onnx, compared, same, largest = training.export_onnx_checked(pkl, report)
+pkl = train.export(learner, OUTPUT)
+onnx, compared, same, largest = train.export_onnx_checked(pkl, report)
 print(f"{pkl}\n{onnx}: same top class as the .pkl on {same} of {compared} validation photos "
       f"(largest probability difference {largest:.1e})")
 

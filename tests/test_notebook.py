@@ -17,7 +17,7 @@ NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "train_your_own.py"
 def test_the_notebook_is_cells_that_call_the_package() -> None:
     source = NOTEBOOK.read_text()
     assert source.startswith("# %% [markdown]") and source.count("\n# %%\n") >= 6  # jupytext's percent format
-    assert "from snakes_web.tools.train import command as training" in source
+    assert "from snakes_web.tools import train" in source
     assert "DataBlock" not in source and "fine_tune" not in source  # the steps are the package's, not a copy
 
 

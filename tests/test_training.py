@@ -12,7 +12,7 @@ from snakes_web import create_app
 from snakes_web.imaging.images import load_image
 from snakes_web.model.loader import load_predictor
 from snakes_web.tools.cli import main
-from snakes_web.tools.train.command import (
+from snakes_web.tools.train import (
     EpochLines,
     Options,
     Report,
@@ -329,7 +329,7 @@ def test_options_default_to_the_default_models_input() -> None:
 def test_device_auto_is_cuda_only_where_torch_sees_a_gpu() -> None:
     import torch
 
-    from snakes_web.tools.train.command import device_for
+    from snakes_web.tools.train import device_for
 
     assert device_for(Options(device="auto")) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert device_for(Options(device="cpu")) == "cpu"
@@ -345,7 +345,7 @@ def test_the_command_says_where_it_trained(trained_model: Trained) -> None:
 def test_device_cuda_without_a_gpu_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
-    from snakes_web.tools.train.command import DatasetError, device_for
+    from snakes_web.tools.train import DatasetError, device_for
 
     if torch.cuda.is_available():  # a GPU machine: cuda is what it trains on
         assert device_for(Options(device="cuda")) == "cuda"

@@ -20,7 +20,7 @@ from snakes_web.imaging.sniff import explain
 from snakes_web.model.loader import load_predictor
 from snakes_web.model.predictor import Prediction, Predictor, needed_side
 
-from .train.command import visible_files
+from .train.dataset import visible_files
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
