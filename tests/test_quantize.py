@@ -98,7 +98,7 @@ def test_int8_keeps_the_class_activation_maps_and_they_look_where_fp32_looks(def
 def test_the_old_quantization_loses_the_snakes_and_is_refused(default_onnx: Path, default_positives: Positives,
                                                                tmp_path: Path) -> None:
     """The check sees the bug: with the head quantized, the positives' snakes become 'not a snake'."""
-    from snakes_web.tools.bench.command import photo_like
+    from snakes_web.tools.photos import photo_like
 
     predictor = OnnxPredictor(default_onnx, threads=1)
     calibration = [predictor.prepare(photo_like(640, 480, seed)) for seed in range(16)]

@@ -7,7 +7,6 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 
 def build_default_model(args: argparse.Namespace) -> int:
@@ -57,37 +56,14 @@ def _export_int8(args: argparse.Namespace, fp32: Path, destination: Path) -> Non
     from snakes_web.config import load_settings
     from snakes_web.model.quantize import export_int8
 
+    from .photos import calibration_images, generated_photos
+
     calibration = calibration_images(args.calibration)
     photos = calibration if args.calibration is not None else generated_photos(range(100, 108))
     threshold = args.min_agreement if args.min_agreement is not None else load_settings()["INT8_MIN_AGREEMENT"]
     result = export_int8(Path(args.source), fp32, destination, calibration, photos, threshold,
                          per_class=args.positives)
     print("\n".join(result.lines()))
-
-
-def generated_photos(seeds: Any) -> list[Any]:
-    """Return photo-like generated images (the bench's), one per seed."""
-    from .bench.command import photo_like
-
-    return [photo_like(640, 480, seed) for seed in seeds]
-
-
-def calibration_images(folder: Path | None) -> list[Any]:
-    """Load up to 64 images from ``folder`` (at any depth), or generate 16 photo-like ones, for int8 calibration."""
-    from snakes_web.imaging.images import load_image
-
-    if folder is None:
-        return generated_photos(range(16))
-    paths = sorted(p for p in Path(folder).rglob("*") if p.is_file() and not p.name.startswith("."))
-    images = []
-    for path in paths:
-        try:
-            images.append(load_image(path.read_bytes(), 50_000_000))
-        except Exception:  # noqa: BLE001 - a file that is not an image we read is no calibration photo
-            continue
-        if len(images) == 64:
-            break
-    return images
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[3]  # the repository: snakes_web/tools/bench/ is three below
+from .images import ROOT
+
 BATCHES = (1, 2, 4, 8)
 #: The bar for serving int8 by default (the issue's target): on every check set and every class.
 DEFAULT_BAR = 0.995
@@ -41,7 +42,7 @@ def int8_role(pkl: Path, fp32: Path, destination: Path, photos: dict[str, Path])
     """Quantize as ``export-onnx --int8`` does (generated calibration) and measure it on the check sets."""
     from snakes_web.imaging.images import load_image
     from snakes_web.model.quantize import export_int8
-    from snakes_web.tools.cli import calibration_images, generated_photos
+    from snakes_web.tools.photos import calibration_images, generated_photos
 
     started = time.monotonic()
     images = [load_image(path.read_bytes(), 100_000_000) for path in photos.values()]
@@ -161,7 +162,7 @@ def _stages(path: Path, predictor: Any, client: Any, times: int) -> dict[str, fl
     from snakes_web.imaging.images import load_image, thumbnail_jpeg
     from snakes_web.imaging.sniff import sniff
 
-    from .command import multipart
+    from .client import multipart
 
     data = path.read_bytes()
     body, content_type = multipart(data, path.name)

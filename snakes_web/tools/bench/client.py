@@ -1,0 +1,84 @@
+"""The load generator (its own process): keeps a fixed number of requests in flight and times each answer."""
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from .scenarios import Load
+
+
+def multipart(data: bytes, filename: str) -> tuple[bytes, str]:
+    """Encode ``data`` as a multipart/form-data body with one field ``file``."""
+    boundary = uuid.uuid4().hex
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    return head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def post(host: str, port: int, body: bytes, content_type: str) -> int:
+    """POST one image to /api/v1/predict on a fresh connection; return the status."""
+    connection = http.client.HTTPConnection(host, port, timeout=120)
+    try:
+        connection.request("POST", "/api/v1/predict", body=body,
+                           headers={"Content-Type": content_type, "Content-Length": str(len(body))})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def raw_request(host: str, port: int, body: bytes, content_type: str) -> bytes:
+    """Return the bytes of one HTTP/1.1 POST to /api/v1/predict, built once and sent as is."""
+    head = (f"POST /api/v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    return head + body
+
+
+def send(host: str, port: int, request: bytes) -> int:
+    """Send a prepared request on a new connection, read the answer to the end; return the status."""
+    with socket.create_connection((host, port), timeout=120) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    return int(answer[9:12]) if answer.startswith(b"HTTP/1.") else 0
+
+
+def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, duration: float) -> Load:
+    """Keep ``concurrency`` requests in flight: ``warmup`` seconds unmeasured, then ``duration`` measured.
+
+    Requests are prepared once and sent over plain sockets: the load generator shares the cores
+    with the server, so it does as little per request as it can.
+    """
+    request = raw_request(host, port, *multipart(image.read_bytes(), image.name))
+    start = time.monotonic()
+    measure_from, stop_at = start + warmup, start + warmup + duration
+    latencies: list[float] = []
+    counts = {"errors": 0, "total": 0}
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            began = time.monotonic()
+            if began >= stop_at:
+                return
+            status = send(host, port, request)
+            ended = time.monotonic()
+            with lock:
+                counts["total"] += 1
+                if began >= measure_from and ended <= stop_at:  # only requests wholly inside the window
+                    latencies.append((ended - began) * 1000)
+                    counts["errors"] += status != 200
+
+    threads = [threading.Thread(target=run) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Load(len(latencies), duration, latencies, counts["errors"], counts["total"])

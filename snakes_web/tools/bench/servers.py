@@ -1,0 +1,104 @@
+"""Our server under test: gunicorn started per scenario on loopback, its memory, CPU time and first answer."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .client import multipart, post
+from .processes import children, cpu_seconds, free_port, rss_mb
+from .scenarios import BASELINES, STRONGEST, Load, Scenario, SlowPlan
+from .slow_clients import slow_clients
+
+
+def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namespace, log: Path,
+          extra: Sequence[str] = (), slow: SlowPlan | None = None) -> Scenario:
+    """Start our gunicorn on ``model`` (``extra``: more gunicorn arguments), time its first answer,
+    load it with each image, then (with ``slow``) measure it under slow clients, and stop it."""
+    port = free_port()
+    env = {**os.environ, "SNAKES_MODEL": str(model), "SNAKES_LOG_LEVEL": "info"}  # info: the sizing line
+    if args.workers:
+        env["SNAKES_WORKERS"] = str(args.workers)
+    if slow is not None:  # the slow URLs are served by the bench, on loopback
+        env.update(SNAKES_ALLOW_PRIVATE_URLS="true", SNAKES_FETCH_TIMEOUT=f"{slow.fetch_timeout:g}")
+    env.pop("PORT", None)
+    env["SNAKES_DRAIN_SECONDS"] = "0"  # stopped with SIGTERM when measured: no balancer to drain for
+    first = next(iter(images.values()))
+    body, content_type = multipart(first.read_bytes(), first.name)
+    scenario = Scenario(name)
+    launched = time.monotonic()
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(args.config), "--bind",
+                                    f"127.0.0.1:{port}", *extra, "wsgi:app" if (args.config.parent / "wsgi.py").exists()
+                                    else "snakes_web:create_app()"],
+                                   cwd=args.config.parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name}: gunicorn exited; see {log}")
+            try:
+                if post("127.0.0.1", port, body, content_type) == 200:
+                    break
+            except OSError:
+                time.sleep(0.02)
+            if time.monotonic() - launched > 300:
+                raise RuntimeError(f"{name}: no answer within 300 s; see {log}")
+        scenario.start_to_first_answer_s = time.monotonic() - launched
+        workers = children(process.pid)
+        for label, path in images.items():
+            serving = [process.pid, *workers]
+            before = cpu_seconds(serving)
+            load = client(port, path, args)
+            load.cpu_ms_per_image = (cpu_seconds(serving) - before) * 1000 / max(1, load.total)
+            scenario.loads[label] = load
+        scenario.rss_mb = [rss_mb(pid) for pid in workers]
+        plan = re.search(r"(\d+) workers? × (\d+) inference thread", log.read_text())
+        scenario.note = f"{plan.group(1)} worker(s) × {plan.group(2)} thread(s)" if plan else ""
+        if extra:
+            scenario.note += f" (`{' '.join(extra)}`)"
+        if slow is not None:
+            print(f"  slow clients: {slow.uploads} slow uploads, {slow.urls} slow URLs, "
+                  f"{slow.normal} normal uploads ...", flush=True)
+            scenario.slow = slow_clients(port, first, slow)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return scenario
+
+
+def run_baseline(style: str, args: argparse.Namespace, images: dict[str, Path]) -> Scenario:
+    """Time one learn.predict baseline in its own process (torch's threads are per process)."""
+    print(f"{BASELINES[style]} ...", flush=True)
+    launched = time.time()
+    out = subprocess.run([sys.executable, "-m", "snakes_web.tools.bench.command", "--role", "baseline",
+                          "--style", style,
+                          "--model", str(args.model), "--images", json.dumps({k: str(v) for k, v in images.items()}),
+                          "--warmup", str(args.warmup), "--duration", str(args.duration),
+                          "--launched", str(launched)], capture_output=True, text=True, check=True)
+    raw = json.loads(out.stdout)
+    how = ("torch.set_num_threads(cores), image decoded once, inference_mode" if style == STRONGEST
+           else "raw bytes, torch's default threads")
+    return Scenario(BASELINES[style], {k: Load(**v) for k, v in raw["loads"].items()}, raw["rss_mb"],
+                    raw["start_to_first_answer_s"], f"1 process × {raw['threads']} threads; {how}")
+
+
+def client(port: int, image: Path, args: argparse.Namespace) -> Load:
+    """Run the load generator in its own process and return what it measured."""
+    import resource
+
+    command = [sys.executable, "-m", "snakes_web.tools.bench.command", "--role", "client", "--port", str(port),
+               "--image", str(image), "--concurrency", str(args.concurrency),
+               "--warmup", str(args.warmup), "--duration", str(args.duration)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts children once they are waited for
+    out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=args.duration * 10 + 300)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = Load(**json.loads(out.stdout))
+    used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    load.client_cpu_ms = used * 1000 / max(1, load.total)
+    return load
