@@ -15,7 +15,7 @@ MODEL ?= models/export.pkl
 SNAKES_MODEL ?= $(MODEL:.pkl=-int8.onnx)
 BENCH_ARGS ?=
 
-.PHONY: run test model bench clean
+.PHONY: run test lint model bench clean
 
 run: $(VENV)/.installed $(SNAKES_MODEL)
 	SNAKES_MODEL=$(SNAKES_MODEL) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
@@ -27,6 +27,12 @@ bench: $(VENV)/.installed $(MODEL)
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Lint and types, as CI runs them: ruff on the whole repository, mypy --strict on snakes_web/ (both
+# configured in pyproject.toml). Either failing fails the target.
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 model: $(MODEL)
 
@@ -50,6 +56,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# mypy reads the installed packages' own types (Flask, NumPy, Pillow, SQLAlchemy, torch), so it needs them.
+$(VENV)/.installed-lint: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[lint]'
 	touch $@
 
 clean:

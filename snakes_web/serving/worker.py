@@ -184,7 +184,7 @@ def limit_malloc_arenas(arenas: int) -> bool:
     return bool(mallopt(m_arena_max, arenas))
 
 
-class ThreadWorker(gthread.ThreadWorker):
+class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types: its classes are Any
     """gunicorn's threaded worker, with paced requests and keep-alive within its thread count."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

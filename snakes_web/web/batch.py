@@ -86,7 +86,7 @@ def _urls(request: Request) -> list[str]:
 
 def _read_file(upload: FileStorage, settings: Mapping[str, Any]) -> bytes | SnakesError:
     """Read one part, or the error saying it is over the per-file limit."""
-    data = upload.read(settings["MAX_UPLOAD_BYTES"] + 1)
+    data: bytes = upload.read(settings["MAX_UPLOAD_BYTES"] + 1)  # Werkzeug types a part's stream loosely
     if len(data) > settings["MAX_UPLOAD_BYTES"]:
         return PayloadTooLarge(f"The file is too large; the limit is {settings['MAX_UPLOAD_BYTES'] / 2**20:g} MB.")
     return data

@@ -43,7 +43,8 @@ def read_image_data(request: Request, settings: Mapping[str, Any], *, allow_json
     if upload is not None and url:
         raise BadRequest(BOTH_GIVEN)
     if upload is not None:
-        return upload.read(settings["MAX_UPLOAD_BYTES"] + 1)
+        data: bytes = upload.read(settings["MAX_UPLOAD_BYTES"] + 1)  # Werkzeug types a part's stream loosely
+        return data
     if url:
         limits = FetchLimits(max_bytes=settings["FETCH_MAX_BYTES"], timeout=settings["FETCH_TIMEOUT"],
                              allow_private=settings["ALLOW_PRIVATE_URLS"])

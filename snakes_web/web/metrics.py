@@ -95,5 +95,5 @@ def scrape() -> Response:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)
+        multiprocess.MultiProcessCollector(registry, path=metrics.multiprocess_dir)  # type: ignore[no-untyped-call]
     return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
