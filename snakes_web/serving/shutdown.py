@@ -3,7 +3,7 @@
 A load balancer (a Kubernetes Service, HAProxy, a cloud balancer) stops sending to a replica once
 its readiness check fails. So when gunicorn's master gets SIGTERM it first raises this flag — from
 then on every worker's ``/readyz`` answers 503 — and the workers go on accepting and answering for
-``DRAIN_SECONDS`` (``server.ThreadWorker``), long enough for the balancer to notice; then they stop
+``DRAIN_SECONDS`` (``worker.ThreadWorker``), long enough for the balancer to notice; then they stop
 listening, finish what they have admitted and exit, all within gunicorn's ``graceful_timeout``.
 
 The flag is one byte of anonymous shared memory mapped in the master before it forks the workers,

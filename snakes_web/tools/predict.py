@@ -1,7 +1,7 @@
 """`snakes-web predict MODEL IMAGE...`: a model's top predictions for image files, as the server makes them.
 
-The model loads through ``predictor.load_predictor`` (a ``.pkl`` with fastai, an ``.onnx`` with ONNX
-Runtime) and every file through ``images.load_image`` with the server's limits and JPEG draft scale, so
+The model loads through ``model.loader.load_predictor`` (a ``.pkl`` with fastai, an ``.onnx`` with ONNX
+Runtime) and every file through ``imaging.images.load_image`` with the server's limits and JPEG draft scale, so
 an answer here is the answer the server would give. A file that is not an image we read gets one line
 on stderr; the others still print; the exit status says whether any failed.
 """

@@ -1,8 +1,8 @@
 """The feedback blueprint: "Is this right?" answered from the page (a form post) or the API.
 
-A prediction's answer carries a signed token with the re-encoded photo (``feedback_token``); only when
-the visitor answers is the photo stored (``feedback_store``), within the quota and the per-client rate
-limit (``ratelimit``: Flask-Limiter over the same database, so every worker shares the count).
+A prediction's answer carries a signed token with the re-encoded photo (``snakes_web.feedback.tokens``); only when
+the visitor answers is the photo stored (``snakes_web.feedback.store``), within the quota and the per-client rate
+limit (``snakes_web.feedback.ratelimit``: Flask-Limiter over the same database, so every worker shares the count).
 """
 from __future__ import annotations
 
