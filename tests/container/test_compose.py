@@ -127,7 +127,7 @@ def test_the_dev_service_serves_the_mounted_project(dev_image: str) -> None:
         shm = run(tool("podman"), "exec", container[0], "df", "-k", "/dev/shm").stdout.split("\n")[1].split()
         assert int(shm[1]) >= 2 * 1024 * 1024 - 1024  # 2 GB, in KB
         _train_and_predict_inside(container[0])
-        os.utime(ROOT / "snakes_web" / "health.py")  # an edit, as far as the reloader can tell
+        os.utime(ROOT / "snakes_web" / "web" / "health.py")  # an edit, as far as the reloader can tell
         assert _logs_until(container[0], "health.py modified"), "gunicorn --reload did not see the edit"
         wait_healthy(base, container[0])
     finally:
