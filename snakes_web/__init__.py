@@ -1,4 +1,10 @@
-"""snakes-web: serve a fastai image classifier as a web page and a JSON API."""
+"""snakes-web: serve a fastai image classifier as a web page and a JSON API.
+
+This module is the factory only. The layers below it, each a sub-package that imports only those under
+it: ``web`` (blueprints and middleware), ``feedback`` and ``serving`` (gunicorn), ``model`` (image →
+predictions), ``imaging`` (bytes or URL → image), then ``config``, ``exceptions``, ``extensions``.
+``tools`` (the command line) sits on top and may use them all.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping
