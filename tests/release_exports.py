@@ -13,6 +13,7 @@ for a tiny random one (so the files stay small):
   1000-logit network.
 
 Run (only to make the files, never in the tests): ``python -m tests.release_exports tests/data/exports``.
+Run today it would pickle today's paths: the committed files are the ones commit c2c8c66 made, before the move.
 """
 from __future__ import annotations
 
