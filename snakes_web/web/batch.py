@@ -14,15 +14,13 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from snakes_web.exceptions import BadRequest, PayloadTooLarge, SnakesError
-from snakes_web.imaging.fetch import FetchLimits, fetch_image
+from snakes_web.imaging.fetch import fetch_image
 from snakes_web.serving.gate import gate_of
 
 from .classify import Classified, classify_data
 from .errors import upload_too_large
-from .inputs import BOTH_GIVEN
+from .inputs import BOTH_GIVEN, FORMS, fetch_limits, picked
 from .results import ExplainRequest
-
-FORMS = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 
 
 def is_batch(request: Request) -> bool:
@@ -70,13 +68,7 @@ def read_batch(request: Request, settings: Mapping[str, Any]) -> list[bytes | Sn
 
 def _files(request: Request) -> list[FileStorage]:
     """Return the request's ``file`` parts, without the empty nameless part a browser sends for none."""
-    chosen = []
-    for upload in request.files.getlist("file"):
-        if not upload.filename and not upload.stream.read(1):
-            continue
-        upload.stream.seek(0)
-        chosen.append(upload)
-    return chosen
+    return [upload for upload in request.files.getlist("file") if picked(upload)]
 
 
 def _urls(request: Request) -> list[str]:
@@ -94,9 +86,7 @@ def _read_file(upload: FileStorage, settings: Mapping[str, Any]) -> bytes | Snak
 
 def _fetch(url: str, settings: Mapping[str, Any]) -> bytes | SnakesError:
     """Download one URL's image, or return the error that stopped it."""
-    limits = FetchLimits(max_bytes=settings["FETCH_MAX_BYTES"], timeout=settings["FETCH_TIMEOUT"],
-                         allow_private=settings["ALLOW_PRIVATE_URLS"])
     try:
-        return fetch_image(url, limits)
+        return fetch_image(url, fetch_limits(settings))
     except SnakesError as error:
         return error

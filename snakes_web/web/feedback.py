@@ -31,6 +31,7 @@ from snakes_web.model.predictor import Prediction
 
 from . import TEMPLATES
 from .errors import render_error
+from .inputs import FORMS
 
 log = logging.getLogger(__name__)
 EXTENSION = "snakes_feedback"
@@ -149,7 +150,7 @@ def answer_fields(req: Request) -> dict[str, str]:
         if not isinstance(body, dict):
             raise BadRequest("The JSON body must be an object with a `token` and a `verdict`.")
         source: Mapping[str, Any] = body
-    elif req.mimetype in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+    elif req.mimetype in FORMS:
         source = req.form
     else:
         raise UnsupportedMediaType('Send JSON like {"token": "…", "verdict": "confirm"}, or a form.')

@@ -17,6 +17,8 @@ from snakes_web.imaging.sniff import explain
 
 from .errors import upload_too_large
 
+#: The form types a photo may come in (a JSON body is read apart).
+FORMS = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
 BOTH_GIVEN = "Send either a file or a URL, not both."
 NEITHER_GIVEN = "Send an image file (field `file`) or an image URL (field `url`)."
 
@@ -46,10 +48,22 @@ def read_image_data(request: Request, settings: Mapping[str, Any], *, allow_json
         data: bytes = upload.read(settings["MAX_UPLOAD_BYTES"] + 1)  # Werkzeug types a part's stream loosely
         return data
     if url:
-        limits = FetchLimits(max_bytes=settings["FETCH_MAX_BYTES"], timeout=settings["FETCH_TIMEOUT"],
-                             allow_private=settings["ALLOW_PRIVATE_URLS"])
-        return fetch_image(url, limits)
+        return fetch_image(url, fetch_limits(settings))
     raise BadRequest(NEITHER_GIVEN)
+
+
+def fetch_limits(settings: Mapping[str, Any]) -> FetchLimits:
+    """Return the limits every image URL is fetched under."""
+    return FetchLimits(max_bytes=settings["FETCH_MAX_BYTES"], timeout=settings["FETCH_TIMEOUT"],
+                       allow_private=settings["ALLOW_PRIVATE_URLS"])
+
+
+def picked(upload: FileStorage) -> bool:
+    """Tell whether a ``file`` part holds a file: a browser sends an empty, nameless part when none was picked."""
+    if not upload.filename and not upload.stream.read(1):
+        return False
+    upload.stream.seek(0)
+    return True
 
 
 def decode_image(data: bytes, settings: Mapping[str, Any], min_side: int | None = None) -> Image.Image:
@@ -73,7 +87,7 @@ def _file_and_url(request: Request, allow_json: bool) -> tuple[FileStorage | Non
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
             raise BadRequest('The JSON body must be an object with a string "url".')
         return None, body["url"].strip()
-    if request.mimetype not in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+    if request.mimetype not in FORMS:
         raise UnsupportedMediaType(
             "Send multipart/form-data with a `file` field, or JSON like {\"url\": \"https://…\"}.")
     try:
@@ -81,8 +95,4 @@ def _file_and_url(request: Request, allow_json: bool) -> tuple[FileStorage | Non
         url = request.form.get("url", "").strip()
     except RequestEntityTooLarge:
         raise upload_too_large() from None
-    if upload is not None and not upload.filename and not upload.stream.read(1):
-        upload = None  # a browser sends an empty, nameless part when no file was picked
-    elif upload is not None:
-        upload.stream.seek(0)
-    return upload, url
+    return (upload if upload is not None and picked(upload) else None), url

@@ -11,10 +11,11 @@ from snakes_web.exceptions import BadRequest, SnakesError
 from snakes_web.model.loader import holder_of
 
 from . import STATIC, TEMPLATES
-from .batch import FORMS, classify_batch, is_batch
+from .batch import classify_batch, is_batch
 from .classify import Classified, classify_data, classify_request
 from .errors import error_headers, log_server_error
 from .examples import EXAMPLES, example_bytes
+from .inputs import FORMS
 from .results import NEGATIVE_LABEL, ExplainRequest, answers_that_matter, result_payload
 
 bp = Blueprint("web", __name__, template_folder=TEMPLATES, static_folder=STATIC,
