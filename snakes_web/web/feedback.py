@@ -22,6 +22,7 @@ from PIL import Image
 from sqlalchemy.exc import SQLAlchemyError
 
 from snakes_web.exceptions import BadRequest, NotFound, RateLimited, StorageUnavailable, UnsupportedMediaType
+from snakes_web.extensions import Slot
 from snakes_web.feedback.database import Database
 from snakes_web.feedback.ratelimit import SCHEME
 from snakes_web.feedback.store import VERDICTS, FeedbackStore, NewFeedback, Quota
@@ -34,7 +35,6 @@ from .errors import render_error
 from .inputs import FORMS
 
 log = logging.getLogger(__name__)
-EXTENSION = "snakes_feedback"
 SECRET_NAME = "feedback-token-key"
 MAX_OTHER = 100
 MAX_TOKEN = 1_000_000
@@ -84,11 +84,16 @@ class Feedback:
         return Quota(self.settings["FEEDBACK_MAX_ITEMS"], self.settings["FEEDBACK_MAX_BYTES"])
 
 
+#: Where ``register_feedback`` keeps the app's ``Feedback``: ``feedback_of(app)``.
+SLOT: Slot[Feedback] = Slot("snakes_feedback")
+feedback_of = SLOT.of
+
+
 def register_feedback(app: Flask) -> None:
     """Attach the store, the rate limit and the feedback routes (which say 404 when feedback is off)."""
     store = FeedbackStore(Database.from_settings(app.config))
     service = Feedback(store, app.config)
-    app.extensions[EXTENSION] = service
+    SLOT.attach(app.extensions, service)
     app.register_blueprint(bp)
     if not app.config["FEEDBACK"]:
         return
@@ -101,11 +106,6 @@ def register_feedback(app: Flask) -> None:
         # One count for the page's form and the API together (a blueprint limit would count each route apart).
         service.limiter.shared_limit(app.config["FEEDBACK_RATE_LIMIT"], scope="feedback", methods=["POST"])(bp)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
-
-
-def feedback_of(app: Flask) -> Feedback:
-    """Return the app's feedback parts."""
-    return app.extensions[EXTENSION]  # type: ignore[no-any-return]
 
 
 # --- the token a prediction carries ---------------------------------------------------------------

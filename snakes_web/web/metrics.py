@@ -16,8 +16,9 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from snakes_web.extensions import Slot
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-EXTENSION_KEY = "snakes_web.web.metrics"
 UNMATCHED = "(unmatched)"  # one label for every unknown path, so scanners cannot blow up the series
 
 bp = Blueprint("metrics", __name__)
@@ -47,6 +48,10 @@ class Metrics:
             registry=registry, multiprocess_mode="liveall")
 
 
+#: Where ``register_metrics`` keeps the app's ``Metrics`` (absent when ``SNAKES_METRICS`` is off).
+SLOT: Slot[Metrics] = Slot("snakes_web.metrics")
+
+
 def register_metrics(app: Flask) -> None:
     """Count and time every request, time model loads, and serve /metrics."""
     from snakes_web.model.loader import holder_of
@@ -54,7 +59,7 @@ def register_metrics(app: Flask) -> None:
 
     # Decided once, like prometheus_client itself decides where samples go when it is imported.
     metrics = Metrics(CollectorRegistry(auto_describe=True), os.environ.get(MULTIPROC_ENV, ""))
-    app.extensions[EXTENSION_KEY] = metrics
+    SLOT.attach(app.extensions, metrics)
     holder_of(app).on_load.append(metrics.load.set)
     for reason in ("queue-full", "timeout"):  # shown at 0 from the start, not only after the first
         metrics.refused.labels(reason)
@@ -79,7 +84,7 @@ def register_metrics(app: Flask) -> None:
 @contextlib.contextmanager
 def timed_inference(app: Any) -> Iterator[None]:
     """Time the model call inside the ``with`` block (nothing when metrics are off)."""
-    metrics: Metrics | None = app.extensions.get(EXTENSION_KEY)
+    metrics = SLOT.find(app)
     started = time.perf_counter()
     yield
     if metrics is not None:
@@ -89,7 +94,7 @@ def timed_inference(app: Any) -> Iterator[None]:
 @bp.get("/metrics")
 def scrape() -> Response:
     """Expose every metric in Prometheus' text format, summed over workers under gunicorn."""
-    metrics: Metrics = current_app.extensions[EXTENSION_KEY]
+    metrics = SLOT.of(current_app)
     registry = metrics.registry
     if metrics.multiprocess_dir:
         from prometheus_client import multiprocess
