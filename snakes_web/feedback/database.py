@@ -31,7 +31,8 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, make_url
 
 SQLITE_FILE = "snakes-web.db"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -78,6 +79,11 @@ rate_limits = Table(
     Column("count", Integer, nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+
+
+def dialect_insert(connection: Connection) -> Any:
+    """Return the INSERT construct of this connection's dialect (it knows ON CONFLICT)."""
+    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
 def database_url(settings: Mapping[str, Any]) -> str:

@@ -13,11 +13,10 @@ import time
 from typing import Any
 
 from limits.storage import Storage
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .database import Database, rate_limits
-from .store import dialect_insert
+from .database import Database, dialect_insert, rate_limits
 
 SCHEME = "snakes-db"
 
@@ -92,6 +91,4 @@ class DatabaseStorage(Storage):
 
 def _case(condition: Any, when_true: Any, otherwise: Any) -> Any:
     """Return SQL's CASE WHEN condition THEN a ELSE b END."""
-    from sqlalchemy import case
-
     return case((condition, when_true), else_=otherwise)

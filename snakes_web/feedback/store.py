@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from snakes_web.exceptions import AlreadySent, QuotaFull
 
-from .database import Database, feedback, secrets, usage
+from .database import Database, dialect_insert, feedback, secrets, usage
 
 VERDICTS = ("confirm", "correct", "none")
 #: Where `export` puts "none of these" photos: a hidden folder, so `snakes-web train` passes over them.
@@ -52,11 +51,6 @@ class Quota:
 
     max_items: int
     max_bytes: int
-
-
-def dialect_insert(connection: Connection) -> Any:
-    """Return the INSERT construct of this connection's dialect (it knows ON CONFLICT)."""
-    return postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
 
 class FeedbackStore:
@@ -100,17 +94,15 @@ class FeedbackStore:
 
     def recent(self, limit: int = 50, with_images: bool = False) -> list[Row[Any]]:
         """Return the newest entries first."""
-        columns = [c for c in feedback.c if with_images or c.name != "image"]
         with self.database.engine.begin() as connection:
-            return list(connection.execute(select(*columns).order_by(feedback.c.id.desc()).limit(limit)))
+            return list(connection.execute(select(*_columns(with_images)).order_by(feedback.c.id.desc()).limit(limit)))
 
     def entries(self, with_images: bool = False) -> Iterator[Row[Any]]:
         """Yield every entry, oldest first, a page at a time (an export never holds them all in memory)."""
-        columns = [c for c in feedback.c if with_images or c.name != "image"]
         last = 0
         while True:
             with self.database.engine.begin() as connection:
-                page = list(connection.execute(select(*columns).where(feedback.c.id > last)
+                page = list(connection.execute(select(*_columns(with_images)).where(feedback.c.id > last)
                                                .order_by(feedback.c.id).limit(200)))
             if not page:
                 return
@@ -186,6 +178,11 @@ class FeedbackStore:
                 writer.writerow(["file", "predicted", "visitor's words"])
                 writer.writerows(words)
         return counts
+
+
+def _columns(with_images: bool) -> list[Any]:
+    """Return the feedback table's columns, without the photo unless it is wanted."""
+    return [column for column in feedback.c if with_images or column.name != "image"]
 
 
 def safe_folder_name(label: str) -> str:
