@@ -1,7 +1,6 @@
 """int8 keeps the answers: positives of every class, the same top-1 as fp32 on each, and a refusal when not."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,16 @@ import pytest
 
 from snakes_web.imaging.images import load_image
 from snakes_web.model.onnx_backend import OnnxPredictor
-from snakes_web.model.positives import Pixels, Positives, positives_for
-from snakes_web.model.quantize import CheckSet, Int8Refused, agreement, head_nodes, quantize_checked, scorer
+from snakes_web.model.positives import Pixels, Positives
+from snakes_web.model.quantize import (
+    CheckSet,
+    Int8Refused,
+    agreement,
+    head_nodes,
+    positives_of,
+    quantize_checked,
+    scorer,
+)
 from snakes_web.tools.cli import main
 from tests.conftest import DATA
 from tests.training_data import Trained, held_out_photos
@@ -22,15 +29,9 @@ slow = pytest.mark.slow
 
 def synthesised(pkl: Path, onnx: Path, images: list[Any], per_class: int = 2) -> Positives:
     """Positives of every class of the model, pushed from ``images`` on its fp32 torch network."""
-    from snakes_web.model.fastai_backend import load_learner_quietly
-    from snakes_web.model.quantize import session
-
     predictor = OnnxPredictor(onnx, threads=1)
-    meta = dict(session(onnx).get_modelmeta().custom_metadata_map)
-    pixels = Pixels(json.loads(meta["div"]), json.loads(meta["mean"]), json.loads(meta["std"]))
     starts = np.concatenate([predictor.prepare(image) for image in images])
-    return positives_for(load_learner_quietly(pkl).model, starts, predictor.labels, pixels, meta["activation"],
-                         scorer(onnx), per_class=per_class)
+    return positives_of(pkl, onnx, starts, predictor.labels, per_class=per_class)
 
 
 @pytest.fixture(scope="session")

@@ -87,7 +87,7 @@ def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18
         partial = Path(scratch) / destination.name
         network, outputs = _with_cam(model, example) if maps else (model, ["output"])
         _torch_to_onnx(network, outputs, example, partial, opset)
-        _write_metadata(partial, metadata)
+        write_metadata(partial, metadata)
         partial.replace(destination)
     return metadata
 
@@ -119,7 +119,7 @@ def _torch_to_onnx(model: Any, output_names: list[str], example: Any, path: Path
             from None
 
 
-def _write_metadata(path: Path, metadata: dict[str, str]) -> None:
+def write_metadata(path: Path, metadata: dict[str, str]) -> None:
     """Store ``metadata`` in the ONNX file's ``metadata_props`` (one file, no sidecar)."""
     import onnx
 

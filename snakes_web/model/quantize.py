@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .positives import STEPS, Pixels, Positives, positives_for
+
 #: Ops that carry a learnt weight matrix: the last of them is where the per-class scores begin.
 WEIGHTED_OPS = frozenset({"Gemm", "MatMul", "Conv", "ConvTranspose"})
 
@@ -168,7 +170,7 @@ def quantize_checked(fp32: Path, destination: Path, calibration: Sequence[np.nda
     """
     import onnx
 
-    from .onnx_export import _write_metadata  # the one place metadata is written
+    from .onnx_export import write_metadata  # the one place metadata is written
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -187,9 +189,25 @@ def quantize_checked(fp32: Path, destination: Path, calibration: Sequence[np.nda
         metadata["quantization"] = (f"int8 static QDQ, per-channel weights, {head}calibrated on {len(calibration)} "
                                     f"images; top-1 agreement with fp32: "
                                     + "; ".join(f"{a.name} {a.same}/{a.total}" for a in agreements))
-        _write_metadata(partial, metadata)
+        write_metadata(partial, metadata)
         partial.replace(destination)
     return agreements
+
+
+def positives_of(pkl: Path, fp32: Path, starts: np.ndarray, labels: Sequence[str], per_class: int = 2,
+                 steps: int = STEPS) -> Positives:
+    """Synthesise positives of every class of ``fp32`` from ``starts``, on ``pkl``'s fp32 torch network.
+
+    The pixel scale and the activation come from ``fp32``'s metadata, and fp32 ONNX decides which are kept.
+    """
+    import json
+
+    from .fastai_backend import load_learner_quietly
+
+    meta = dict(session(fp32).get_modelmeta().custom_metadata_map)
+    pixels = Pixels(json.loads(meta["div"]), json.loads(meta["mean"]), json.loads(meta["std"]))
+    return positives_for(load_learner_quietly(Path(pkl)).model, starts, labels, pixels, meta["activation"],
+                         scorer(fp32), per_class=per_class, steps=steps)
 
 
 @dataclass
@@ -216,19 +234,11 @@ def export_int8(pkl: Path, fp32: Path, destination: Path, calibration: Sequence[
     ``calibration`` and ``photos`` are PIL images, preprocessed here as the server does; the positives
     start from ``photos`` and are pushed, on the fp32 torch network of ``pkl``, to every class.
     """
-    import json
-
-    from .fastai_backend import load_learner_quietly
     from .onnx_backend import OnnxPredictor
-    from .positives import STEPS, Pixels, positives_for
 
     predictor = OnnxPredictor(Path(fp32), threads=1)
-    meta = dict(session(fp32).get_modelmeta().custom_metadata_map)
-    pixels = Pixels(json.loads(meta["div"]), json.loads(meta["mean"]), json.loads(meta["std"]))
     photo_inputs = np.concatenate([predictor.prepare(image) for image in photos])
-    learner = load_learner_quietly(Path(pkl))
-    made = positives_for(learner.model, photo_inputs, predictor.labels, pixels, meta["activation"],
-                         scorer(fp32), per_class=per_class, steps=steps or STEPS)
+    made = positives_of(pkl, fp32, photo_inputs, predictor.labels, per_class=per_class, steps=steps or STEPS)
     checks = [CheckSet("photos", photo_inputs), CheckSet("positives", made.inputs)]
     agreements = quantize_checked(fp32, destination, [predictor.prepare(image) for image in calibration], checks,
                                   predictor.labels, min_agreement)
