@@ -12,6 +12,7 @@ from snakes_web.exceptions import ModelLoadError
 from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
 from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
 from .quiet import quiet
+from .transforms import UnsupportedExport, needed_side, preprocessing_of
 
 
 class FastaiPredictor:
@@ -30,8 +31,8 @@ class FastaiPredictor:
         self.labels = [str(label) for label in self._learner.dls.vocab]
         self.name = name or getattr(self._learner.model, "model_name", "") or path.stem
         self.input_size = _input_size(self._learner)
-        self.min_side = _min_side(self._learner)
         self._steps = _steps(self._learner)
+        self.min_side = needed_side(self._steps)  # None when the steps are unknown or start with a crop
         self._cam = _cam_of(self._learner, self.input_size)
         self.explains_with = "cam" if self._cam is not None else "occlusion"
 
@@ -39,11 +40,8 @@ class FastaiPredictor:
         """Run ``Learner.predict`` on an RGB image."""
         import torch
 
-        # quiet() swaps process-wide state (sys.stdout, the warning filters): only under the lock.
         with self._lock:
-            with quiet():
-                from fastai.vision.core import PILImage
-            item = PILImage.create(image if image.mode == "RGB" else image.convert("RGB"))
+            item = _fastai_image(image)
             with torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
                 _, _, probabilities = self._learner.predict(item)
         return ranked(self.labels, probabilities.tolist())
@@ -53,9 +51,7 @@ class FastaiPredictor:
         import torch
 
         with self._lock:
-            with quiet():
-                from fastai.vision.core import PILImage
-            item = PILImage.create(image if image.mode == "RGB" else image.convert("RGB"))
+            item = _fastai_image(image)
             with torch.inference_mode(), self._learner.no_bar(), self._learner.no_logging():
                 batch = self._learner.dls.test_dl([item]).one_batch()[0].as_subclass(torch.Tensor).float().cpu()
                 if self._cam is not None:
@@ -146,23 +142,18 @@ def _input_size(learner: Any) -> list[int] | None:
     return size
 
 
-def _min_side(learner: Any) -> int | None:
-    """Return the shorter image side the item transforms need without upsampling (None: unknown)."""
-    from .transforms import UnsupportedExport, preprocessing_of
+def _fastai_image(image: Image.Image) -> Any:
+    """Return an image as fastai's ``PILImage``; call it under the predictor's lock.
 
-    try:
-        steps = preprocessing_of(learner)["steps"]
-    except UnsupportedExport:
-        return None
-    from .transforms import needed_side
-
-    return needed_side(steps)
+    ``quiet()`` (fastai's import prints) swaps process-wide state, sys.stdout and the warning filters.
+    """
+    with quiet():
+        from fastai.vision.core import PILImage
+    return PILImage.create(image if image.mode == "RGB" else image.convert("RGB"))
 
 
 def _steps(learner: Any) -> list[dict[str, Any]]:
-    """Return the prediction-time resize/crop steps, to place heatmaps on the photo ([] when unknown)."""
-    from .transforms import UnsupportedExport, preprocessing_of
-
+    """Return the prediction-time resize/crop steps: they size the decoding and place heatmaps ([] when unknown)."""
     try:
         steps: list[dict[str, Any]] = preprocessing_of(learner)["steps"]
     except UnsupportedExport:
