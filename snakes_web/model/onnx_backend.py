@@ -61,8 +61,7 @@ class OnnxPredictor:
 
     def explain(self, image: Image.Image, label: str | None = None) -> tuple[list[Prediction], Heatmap]:
         """Predict, and map where the model looked for ``label`` (None: the top class): CAM or occlusion."""
-        rgb = image if image.mode == "RGB" else image.convert("RGB")
-        batch = self.prepare(rgb)
+        batch = self.prepare(image)
         if self._cam_output:
             scores, maps = self._session.run([self._scores_output, self._cam_output], {self.input_name: batch})
         else:
@@ -73,7 +72,7 @@ class OnnxPredictor:
             grid, method = normalised(maps[0, index]), "cam"
         else:
             grid, method = occlusion_grid(self._probabilities, batch, index), "occlusion"
-        return predictions, Heatmap(self.labels[index], method, grid, footprint(self._steps, rgb.size))
+        return predictions, Heatmap(self.labels[index], method, grid, footprint(self._steps, image.size))
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Run a batch of inputs; return each row's probabilities."""
