@@ -30,7 +30,7 @@ from gunicorn import util
 from gunicorn.workers import gthread
 
 from snakes_web.config import load_settings
-from snakes_web.exceptions import RequestTimeout
+from snakes_web.exceptions import RequestTimeout, problem_document
 
 from .gate import InferenceGate, gate_of
 from .shutdown import server_flag
@@ -286,8 +286,6 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn ship
         if not isinstance(exc, RequestTimeout):
             super().handle_error(req, client, addr, exc)
             return
-        from snakes_web.exceptions import problem_document
-
         self.log.info("408: a request from %s arrived too slowly", (addr or ("?",))[0])
         body = json.dumps(problem_document(exc)).encode()  # no request id yet: the headers were not in
         head = (f"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/problem+json"
