@@ -11,11 +11,13 @@ from typing import Any
 from flask import Blueprint, render_template
 from markupsafe import Markup, escape
 
+from snakes_web.feedback.store import VERDICTS
 from snakes_web.imaging.fetch import MAX_URL_LENGTH
 from snakes_web.imaging.images import ACCEPTED_WORDS
 from snakes_web.version import __version__
 
 from . import TEMPLATES
+from .feedback import MAX_OTHER
 from .request_id import SANE_PATTERN
 
 bp = Blueprint("openapi", __name__, template_folder=TEMPLATES)
@@ -78,16 +80,16 @@ _PREDICT_ERRORS = {
 _FEEDBACK_FIELDS = {
     "token": {"type": "string", "description": "The `feedback_token` of the prediction's answer (valid for "
                                                "`SNAKES_FEEDBACK_TOKEN_TTL` seconds, used once)."},
-    "verdict": {"type": "string", "enum": ["confirm", "correct", "none"],
+    "verdict": {"type": "string", "enum": list(VERDICTS),
                 "description": "`confirm`: the top prediction is right; `correct`: the right one is `label`; "
                                "`none`: none of the model's labels (`other` may say what it is)."},
     "label": {"type": "string", "description": "For `correct`: one of the model's labels (`GET /api/v1/model`)."},
-    "other": {"type": "string", "maxLength": 100, "description": "For `none`: what it is, in your words."},
+    "other": {"type": "string", "maxLength": MAX_OTHER, "description": "For `none`: what it is, in your words."},
 }
 _FEEDBACK_BODY = {"type": "object", "properties": _FEEDBACK_FIELDS, "required": ["token", "verdict"]}
 _FEEDBACK_ERRORS = {
     "400": _problem("No or a bad token (not ours, or too old), an unknown `verdict`, a `label` that is not one "
-                    "of the model's, or `other` over 100 characters."),
+                    f"of the model's, or `other` over {MAX_OTHER} characters."),
     "404": _problem("Feedback is turned off on this server (`SNAKES_FEEDBACK=false`)."),
     "409": _problem("Feedback for this prediction was already stored (`already-sent`); each token counts once."),
     "413": _problem("The body is over its limit."),
