@@ -35,6 +35,7 @@ from pathlib import Path
 from snakes_web.config import ConfigError, load_settings  # imports no torch
 from snakes_web.exceptions import ModelLoadError
 from snakes_web.model.loader import backend_for  # imports no backend
+from snakes_web.serving.budget import budget_size
 from snakes_web.serving.gate import GATE_ENV, handed, size_of
 from snakes_web.serving.sizing import plan_from_settings
 
@@ -69,6 +70,13 @@ errorlog = "-"
 loglevel = _settings["LOG_LEVEL"]
 # Inference threads per worker, so that workers × threads ≤ cores (the workers read this setting).
 os.environ["SNAKES_TORCH_THREADS"] = str(_plan.threads)
+# Each worker's input budget: what its share of the memory leaves for bodies and downloads in flight.
+os.environ["SNAKES_INPUT_BUDGET_MB"] = str(_plan.input_budget_mb)
+try:
+    budget_size({**_settings, "INPUT_BUDGET_MB": _plan.input_budget_mb})
+except ConfigError as _error:
+    print(f"snakes-web cannot start: {_error}", file=sys.stderr)
+    sys.exit(1)
 
 
 def on_starting(server) -> None:  # type: ignore[no-untyped-def]
@@ -86,6 +94,7 @@ def on_starting(server) -> None:  # type: ignore[no-untyped-def]
     if server.cfg.workers != plan.workers:  # `--workers N` on the command line: share the cores anew
         plan = plan_from_settings({**_settings, "WORKERS": server.cfg.workers}, os.environ, _backend)
         os.environ["SNAKES_TORCH_THREADS"] = str(plan.threads)  # the workers, forked later, inherit it
+        os.environ["SNAKES_INPUT_BUDGET_MB"] = str(plan.input_budget_mb)
     server.log.info("snakes-web: %s backend, %s", _backend, plan.describe())
     _prepare_metrics_dir(server)  # only once we know we start: an early exit would leave the folder behind
     _make_gate(server, plan.workers)

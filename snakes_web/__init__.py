@@ -26,9 +26,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_limits(app)
     register_predictor(app)
     register_gate(app)
+    register_budget(app)
     register_shutdown(app)
     register_metrics(app)
     register_request_ids(app)
+    register_bodies(app)
     register_cors(app)
     register_error_handlers(app)
     register_security_headers(app)
@@ -65,6 +67,20 @@ def register_gate(app: Flask) -> None:
 
     size = size_of(1, app.config["QUEUE_LENGTH"], app.config["QUEUE_TIMEOUT"])
     attach(app.extensions, gate_from_environment(os.environ, size))
+
+
+def register_budget(app: Flask) -> None:
+    """Attach the worker's input budget: the bytes request bodies and downloads may hold at once (503 past it)."""
+    from snakes_web.serving.budget import InputBudget, attach, budget_size
+
+    attach(app.extensions, InputBudget(budget_size(app.config)))
+
+
+def register_bodies(app: Flask) -> None:
+    """Take each request's body from the input budget before it is read (after request ids: a 503 carries one)."""
+    from snakes_web.web.bodies import register_bodies as register
+
+    register(app)
 
 
 def register_shutdown(app: Flask) -> None:

@@ -71,6 +71,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest request body accepted (uploads included), in bytes; larger gets 413."),
     Setting("MAX_IMAGE_PIXELS", 50_000_000, int,
             "Largest image accepted, in pixels (width × height), checked before decoding; larger gets 413."),
+    Setting("MAX_DECODE_BYTES", 100 * 2**20, int,
+            "Most memory decoding one image may take, in bytes (width × height × bytes a pixel of its mode, "
+            "plus the codec's own buffers), checked before decoding; more gets 413. 0 turns the check off."),
     Setting("FETCH_MAX_BYTES", 20 * 1024 * 1024, int,
             "Largest image downloaded from a URL, in bytes; larger gets 413."),
     Setting("FETCH_TIMEOUT", 10.0, float,
@@ -93,6 +96,10 @@ SETTINGS: tuple[Setting, ...] = (
     # --- issue 5 ---
     Setting("JPEG_DRAFT", True, parse_bool,
             "Decode a large JPEG at 1/2, 1/4 or 1/8 scale when that still covers the model's input (much faster)."),
+    Setting("INPUT_BUDGET_MB", 0, int,
+            "Memory each worker may hold for request bodies and downloaded images at once, in MB; past it a "
+            "request gets 503 with `Retry-After` before its body is read. 0 means what the worker's share of "
+            "the memory leaves after its own need (at least what one largest upload takes, at most 256)."),
     Setting("CORES", 0, int,
             "Cores to size workers and threads for; 0 means the CPU affinity, capped by the cgroup CPU quota."),
     Setting("MEMORY_LIMIT_MB", 0, int,
@@ -173,6 +180,11 @@ SETTINGS: tuple[Setting, ...] = (
 
 #: Keys that tests may pass in the mapping without being settings (they are objects, not strings).
 TEST_ONLY_KEYS = frozenset({"PREDICTOR", "TESTING"})
+
+
+def default(name: str) -> Any:
+    """Return the default of the setting ``name`` (for code outside a request that needs the same bound)."""
+    return next(setting.default for setting in SETTINGS if setting.name == name)
 
 
 class ConfigError(ValueError):

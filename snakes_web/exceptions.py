@@ -85,6 +85,12 @@ class Overloaded(SnakesError):
         self.retry_after = retry_after  # seconds, sent as Retry-After
 
 
+class MemoryBusy(Overloaded):
+    """This worker already holds as many request bodies and downloads as its input budget allows."""
+
+    slug = "memory-busy"
+
+
 class ShuttingDown(SnakesError):
     """The server got SIGTERM: /readyz says so, so that load balancers send the next requests elsewhere."""
 

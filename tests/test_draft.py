@@ -38,8 +38,16 @@ def test_a_jpeg_decodes_at_the_smallest_scale_that_keeps_min_side(size: tuple[in
     assert min(image.size) >= min(min_side or 0, *size)
 
 
-def test_other_formats_ignore_min_side() -> None:
-    assert load_image(image_bytes("PNG", size=(2000, 1600)), 50_000_000, min_side=256).size == (2000, 1600)
+@pytest.mark.parametrize("size, min_side, reduced", [
+    ((2000, 1600), 256, (667, 534)),      # 1600 // 512 = 3: the shorter side stays >= 2 × 256
+    ((1100, 1000), 256, (1100, 1000)),    # 1000 // 512 = 1: as it is
+    ((6000, 4000), 224, (750, 500)),      # 24 MP: 4000 // 448 = 8
+    ((400, 30000), 128, (200, 15000)),    # 12 MP, long and thin: reduced by area to <= 8 MP (factor 2)
+    ((2000, 1600), None, (2000, 1600)),   # no min_side: full size
+])
+def test_other_formats_are_box_reduced_right_after_decoding(size: tuple[int, int], min_side: int | None,
+                                                           reduced: tuple[int, int]) -> None:
+    assert load_image(image_bytes("PNG", size=size), 50_000_000, min_side=min_side).size == reduced
 
 
 def test_the_draft_still_honours_exif_orientation() -> None:
@@ -64,8 +72,8 @@ class SizeRecorder(FakePredictor):
         return super().predict(image)
 
 
-@pytest.mark.parametrize("draft, size", [(True, (500, 375)), (False, (4000, 3000))])
-def test_the_api_decodes_to_the_side_the_model_needs_unless_turned_off(settings: dict[str, Any], draft: bool,
+@pytest.mark.parametrize("draft, size", [(True, (500, 375)), (False, (800, 600))])  # no draft: box-reduced by 5
+def test_the_api_decodes_to_the_side_the_model_needs_without_the_draft_too(settings: dict[str, Any], draft: bool,
                                                                        size: tuple[int, int]) -> None:
     recorder = SizeRecorder()
     client = create_app({**settings, "PREDICTOR": recorder, "JPEG_DRAFT": draft}).test_client()

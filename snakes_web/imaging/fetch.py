@@ -10,12 +10,14 @@ followed by hand so every hop is checked the same way.
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import re
 import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -71,11 +73,12 @@ class FetchLimits:
     max_bytes: int
     timeout: float
     allow_private: bool = False
+    total: float | None = None  # seconds for the whole fetch when shorter than 3 × timeout (a batch's rest)
 
     @property
     def deadline(self) -> float:
         """Return the total seconds a whole fetch may take, redirects and body included."""
-        return self.timeout * 3
+        return self.timeout * 3 if self.total is None else min(self.total, self.timeout * 3)
 
 
 @dataclass(frozen=True)
@@ -91,8 +94,12 @@ class Target:
         return ipaddress.ip_address(str(self.sockaddr[0]).split("%", 1)[0])
 
 
-def fetch_image(url: str, limits: FetchLimits) -> bytes:
-    """Download the image at ``url`` within ``limits``, following a few checked redirects."""
+def fetch_image(url: str, limits: FetchLimits, take: Callable[[int], None] | None = None) -> bytes:
+    """Download the image at ``url`` within ``limits``, following a few checked redirects.
+
+    ``take`` is told the size of every piece of the body as it arrives, before it is kept, and may raise
+    to stop the download (the server's input budget).
+    """
     started = time.monotonic()
     adapter = PinnedAdapter()
     # The hard stop: at the deadline every socket of this fetch is shut, even mid-header.
@@ -114,7 +121,7 @@ def fetch_image(url: str, limits: FetchLimits) -> bytes:
                         url = urljoin(url, response.headers.get("Location", ""))
                         continue
                     _check_response(response)
-                    body = _read_body(response, limits, started)
+                    body = _read_body(response, limits, started, take)
                     _check_deadline(adapter)  # a shut socket reads as a clean end: do not trust it
                     return body
         raise UpstreamError(f"The image URL redirected more than {MAX_REDIRECTS} times.")
@@ -381,18 +388,21 @@ def _check_response(response: requests.Response) -> None:
         raise UnsupportedMediaType(f"The URL is not an image: its server says it is {content_type[:60]}.")
 
 
-def _read_body(response: requests.Response, limits: FetchLimits, started: float) -> bytes:
-    """Stream the body up to the byte cap and the total deadline."""
+def _read_body(response: requests.Response, limits: FetchLimits, started: float,
+               take: Callable[[int], None] | None) -> bytes:
+    """Stream the body up to the byte cap and the total deadline, telling ``take`` of every piece."""
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > limits.max_bytes:
         raise _too_big(limits)
-    body = bytearray()
+    body = io.BytesIO()  # getvalue() hands over its buffer: no second copy of the image
     try:
         # read1: whatever one receive brings (at most 64 KB decoded), so a server that drips a byte
         # at a time meets the deadline check after every receive, not after every 64 KB.
         while chunk := response.raw.read1(64 * 1024, decode_content=True):
-            body += chunk
-            if len(body) > limits.max_bytes:
+            if take is not None:
+                take(len(chunk))
+            body.write(chunk)
+            if body.tell() > limits.max_bytes:
                 raise _too_big(limits)
             if time.monotonic() - started > limits.deadline:
                 raise _too_slow()
@@ -400,7 +410,7 @@ def _read_body(response: requests.Response, limits: FetchLimits, started: float)
         raise UpstreamTimeout("The image URL's server stopped sending in time.") from None
     except (HTTPError, OSError, requests.RequestException):
         raise UpstreamError("The download of the image broke off.") from None
-    return bytes(body)
+    return body.getvalue()
 
 
 def _too_slow() -> UpstreamTimeout:

@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .budget import least_mb
+
 #: Resident memory one worker needs, by backend, in MB: measured with the default model after a
 #: prediction (fastai ≈ 1.1 GB: torch + fastai; onnx ≈ 150 MB), plus headroom for large images.
 WORKER_MEMORY_MB = {"fastai": 1300, "onnx": 250}
 #: What the gunicorn master itself holds, in MB.
 MASTER_MEMORY_MB = 60
+#: Most input budget (``serving.budget``) a worker gets, in MB, however much memory is left over.
+INPUT_BUDGET_CAP_MB = 256
 _UNLIMITED = 1 << 60  # cgroup v1 writes a number near 2**63 for "no limit"
 
 
@@ -33,6 +37,7 @@ class Plan:
     memory_mb: int | None
     worker_memory_mb: int
     reason: str
+    input_budget_mb: int = INPUT_BUDGET_CAP_MB
 
     def describe(self) -> str:
         """Say in one line what was chosen and why."""
@@ -40,7 +45,8 @@ class Plan:
         threads = "1 inference thread each" if self.threads == 1 else f"{self.threads} inference threads each"
         workers = f"{self.workers} worker{'' if self.workers == 1 else 's'}"
         return (f"{workers} × {threads} ({self.cores} cores, {memory}, "
-                f"~{self.worker_memory_mb} MB per worker; {self.reason})")
+                f"~{self.worker_memory_mb} MB per worker; {self.reason}); "
+                f"{self.input_budget_mb} MB each for uploads and downloads in flight")
 
 
 def available_cores(cgroup_root: Path = Path("/sys/fs/cgroup"), cgroup_self: Path = Path("/proc/self/cgroup"),
@@ -60,8 +66,8 @@ def available_memory_mb(cgroup_root: Path = Path("/sys/fs/cgroup"), cgroup_self:
 
 
 def plan(backend: str, cores: int, memory_mb: int | None, *, workers: int = 0, threads: int = 0,
-         worker_memory_mb: int = 0) -> Plan:
-    """Choose workers and threads; a non-zero ``workers``/``threads`` is taken as given."""
+         worker_memory_mb: int = 0, input_budget_mb: int = 0, least_budget_mb: int = 0) -> Plan:
+    """Choose workers, threads and input budget; a non-zero ``workers``/``threads``/budget is taken as given."""
     per_worker = worker_memory_mb or WORKER_MEMORY_MB.get(backend, WORKER_MEMORY_MB["fastai"])
     if workers:
         reason = "workers as configured"
@@ -72,7 +78,16 @@ def plan(backend: str, cores: int, memory_mb: int | None, *, workers: int = 0, t
         if fit < 1:
             reason += "; below one worker's need, starting one anyway"
     threads = threads or max(1, cores // workers)
-    return Plan(workers, threads, cores, memory_mb, per_worker, reason)
+    budget = input_budget_mb or left_for_inputs(memory_mb, workers, per_worker, least_budget_mb)
+    return Plan(workers, threads, cores, memory_mb, per_worker, reason, budget)
+
+
+def left_for_inputs(memory_mb: int | None, workers: int, per_worker: int, least_mb: int) -> int:
+    """Return the MB a worker's share of memory leaves after its own need, between ``least_mb`` and the cap."""
+    if memory_mb is None:
+        return max(least_mb, INPUT_BUDGET_CAP_MB)
+    share = (memory_mb - MASTER_MEMORY_MB) // workers
+    return max(least_mb, min(INPUT_BUDGET_CAP_MB, share - per_worker))
 
 
 def plan_from_settings(settings: Mapping[str, Any], environ: Mapping[str, str], backend: str) -> Plan:
@@ -81,7 +96,9 @@ def plan_from_settings(settings: Mapping[str, Any], environ: Mapping[str, str], 
     memory = int(settings.get("MEMORY_LIMIT_MB") or 0) or available_memory_mb()
     workers = int(settings.get("WORKERS") or 0) or int(environ.get("WEB_CONCURRENCY") or 0)
     return plan(backend, cores, memory, workers=workers, threads=int(settings.get("TORCH_THREADS") or 0),
-                worker_memory_mb=int(settings.get("WORKER_MEMORY_MB") or 0))
+                worker_memory_mb=int(settings.get("WORKER_MEMORY_MB") or 0),
+                input_budget_mb=int(settings.get("INPUT_BUDGET_MB") or 0),
+                least_budget_mb=least_mb(int(settings.get("MAX_UPLOAD_BYTES") or 0)))
 
 
 def _cgroup_dirs(root: Path, cgroup_self: Path, controller: str) -> list[Path]:

@@ -39,6 +39,12 @@ from .shutdown import server_flag
 #: freed in one is not reused by another: measured with 64 threads under load, an ONNX worker's RSS
 #: settled at ~186 MB with the default and ~150 MB with 2 arenas, at the same throughput.
 MALLOC_ARENAS = 2
+#: Allocations from this size up get pages of their own, handed back to the kernel when freed. glibc's
+#: default threshold starts at 128 KB but rises to the largest block freed (up to 32 MB): after one big
+#: photo, Pillow's 16 MB pixel blocks, libjpeg's buffers and the upload itself come from the heap,
+#: whose freed memory a worker keeps (measured, docs/benchmarks.md: a worker held 1.1-1.5 GB after five
+#: decode bombs). Setting it fixes it (and glibc's trim threshold) where it is.
+MMAP_THRESHOLD = 1 << 20
 #: Seconds a computing worker waits before it accepts a new connection an idle sibling could take
 #: (measured on 2 cores, 1 MP JPEGs: 100 → 109 images/s at 2 in flight, 104 → 107 at 4).
 ACCEPT_DEFER = 0.001
@@ -171,8 +177,9 @@ class PacedSocket:
         return getattr(self._sock, name)  # fileno, close, shutdown, getpeername …
 
 
-def limit_malloc_arenas(arenas: int) -> bool:
-    """Set glibc's ``M_ARENA_MAX`` (as ``MALLOC_ARENA_MAX`` would at start-up); False where there is no glibc."""
+def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> bool:
+    """Cap glibc's malloc arenas and fix its mmap threshold (as ``MALLOC_ARENA_MAX`` and
+    ``MALLOC_MMAP_THRESHOLD_`` would at start-up); False where there is no glibc."""
     import ctypes
     import ctypes.util
 
@@ -180,8 +187,8 @@ def limit_malloc_arenas(arenas: int) -> bool:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c") or None).mallopt
     except (OSError, AttributeError):  # another C library (musl): nothing to set
         return False
-    m_arena_max = -8  # <malloc.h>
-    return bool(mallopt(m_arena_max, arenas))
+    m_mmap_threshold, m_arena_max = -3, -8  # <malloc.h>
+    return bool(mallopt(m_arena_max, arenas)) and bool(mallopt(m_mmap_threshold, mmap_threshold))
 
 
 class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types: its classes are Any
@@ -199,8 +206,8 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn ship
         self.draining = False
 
     def init_process(self) -> None:
-        """Cap glibc's malloc arenas before this worker starts any thread, then start as gthread does."""
-        limit_malloc_arenas(MALLOC_ARENAS)
+        """Tune glibc's malloc before this worker starts any thread, then start as gthread does."""
+        tune_malloc()
         super().init_process()
 
     @classmethod

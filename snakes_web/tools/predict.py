@@ -1,7 +1,7 @@
 """`snakes-web predict MODEL IMAGE...`: a model's top predictions for image files, as the server makes them.
 
 The model loads through ``model.loader.load_predictor`` (a ``.pkl`` with fastai, an ``.onnx`` with ONNX
-Runtime) and every file through ``imaging.images.load_image`` with the server's limits and JPEG draft scale, so
+Runtime) and every file through the server's own ``web.inputs.decode_image`` (its limits, draft and reduction), so
 an answer here is the answer the server would give. A file that is not an image we read gets one line
 on stderr; the others still print; the exit status says whether any failed.
 """
@@ -10,15 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from snakes_web.config import load_settings
-from snakes_web.exceptions import ModelLoadError, SnakesError, UnsupportedMediaType
-from snakes_web.imaging.images import load_image
-from snakes_web.imaging.sniff import explain
+from snakes_web.exceptions import ModelLoadError, SnakesError
 from snakes_web.model.loader import load_predictor
 from snakes_web.model.predictor import Prediction, Predictor, needed_side
+from snakes_web.web.inputs import decode_image
 
 from .train.dataset import visible_files
 
@@ -45,12 +45,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"snakes-web predict: {exc}", file=sys.stderr)
         return 1
     settings = load_settings()
-    min_side = needed_side(predictor) if settings["JPEG_DRAFT"] else None
     results: list[dict[str, Any]] = []
     failed = 0
     for path in expand(args.images):
         try:
-            predictions = classify(predictor, path, settings["MAX_IMAGE_PIXELS"], min_side)
+            predictions = classify(predictor, path, settings)
         except (SnakesError, OSError) as exc:
             failed += 1
             message = describe_error(exc)
@@ -66,14 +65,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def classify(predictor: Predictor, path: Path, max_pixels: int, min_side: int | None) -> list[Prediction]:
-    """Read one image file as the server reads an upload, and predict it."""
-    data = path.read_bytes()
-    try:
-        image = load_image(data, max_pixels, min_side=min_side)
-    except UnsupportedMediaType as exc:
-        raise explain(exc, data) from exc
-    return predictor.predict(image)
+def classify(predictor: Predictor, path: Path, settings: Mapping[str, Any]) -> list[Prediction]:
+    """Read one image file as the server reads an upload (its decoder, its limits), and predict it."""
+    return predictor.predict(decode_image(path.read_bytes(), settings, min_side=needed_side(predictor)))
 
 
 def describe_error(error: Exception) -> str:

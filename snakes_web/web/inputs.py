@@ -15,6 +15,7 @@ from snakes_web.imaging.fetch import FetchLimits, fetch_image
 from snakes_web.imaging.images import load_image
 from snakes_web.imaging.sniff import explain
 
+from .bodies import request_hold
 from .errors import upload_too_large
 
 #: The form types a photo may come in (a JSON body is read apart).
@@ -45,11 +46,19 @@ def read_image_data(request: Request, settings: Mapping[str, Any], *, allow_json
     if upload is not None and url:
         raise BadRequest(BOTH_GIVEN)
     if upload is not None:
-        data: bytes = upload.read(settings["MAX_UPLOAD_BYTES"] + 1)  # Werkzeug types a part's stream loosely
-        return data
+        return upload_bytes(upload)
     if url:
-        return fetch_image(url, fetch_limits(settings))
+        return fetch_image(url, fetch_limits(settings), take=request_hold().take)
     raise BadRequest(NEITHER_GIVEN)
+
+
+def upload_bytes(upload: FileStorage) -> bytes:
+    """Return a file part's bytes; from our in-memory part, the buffer itself (no second copy of the upload)."""
+    stream = upload.stream
+    if isinstance(stream, io.BytesIO):
+        return stream.getvalue()
+    data: bytes = upload.read()  # Werkzeug types a part's stream loosely
+    return data
 
 
 def fetch_limits(settings: Mapping[str, Any]) -> FetchLimits:
@@ -69,11 +78,12 @@ def picked(upload: FileStorage) -> bool:
 def decode_image(data: bytes, settings: Mapping[str, Any], min_side: int | None = None) -> Image.Image:
     """Decode image bytes to RGB, or raise the error that says what the file is instead.
 
-    ``min_side`` is the shorter side the model needs: a large JPEG is decoded no bigger than that.
+    ``min_side`` is the shorter side the model needs: a large image is made small as soon as it is decoded
+    (a JPEG while it is), and one that would take more than ``MAX_DECODE_BYTES`` to decode is refused (413).
     """
     try:
-        return load_image(data, settings["MAX_IMAGE_PIXELS"],
-                          min_side=min_side if settings.get("JPEG_DRAFT", True) else None)
+        return load_image(data, settings["MAX_IMAGE_PIXELS"], min_side=min_side,
+                          max_bytes=settings["MAX_DECODE_BYTES"], draft=settings.get("JPEG_DRAFT", True))
     except UnsupportedMediaType as exc:
         raise explain(exc, data) from None
 

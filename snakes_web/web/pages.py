@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from snakes_web.exceptions import BadRequest, SnakesError
+from snakes_web.exceptions import BadRequest, MemoryBusy, SnakesError
 from snakes_web.model.loader import holder_of
 
 from . import STATIC, TEMPLATES
@@ -93,10 +93,10 @@ def _posted_url() -> str:
 
 
 def _form_field(name: str) -> str:
-    """Return a posted form field: "" when absent, not a form, or too large to read (classify reports the 413)."""
+    """Return a posted form field: "" when absent, not a form, or not to be read (classify reports the 413/503)."""
     if request.mimetype not in FORMS:
         return ""
     try:
         return request.form.get(name, "")
-    except RequestEntityTooLarge:
+    except (RequestEntityTooLarge, MemoryBusy):
         return ""
