@@ -99,7 +99,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INPUT_BUDGET_MB", 0, int,
             "Memory each worker may hold for request bodies and downloaded images at once, in MB; past it a "
             "request gets 503 with `Retry-After` before its body is read. 0 means what the worker's share of "
-            "the memory leaves after its own need (at least what one largest upload takes, at most 256)."),
+            "the memory leaves after its own need (at least what one largest upload takes, at most 192)."),
     Setting("CORES", 0, int,
             "Cores to size workers and threads for; 0 means the CPU affinity, capped by the cgroup CPU quota."),
     Setting("MEMORY_LIMIT_MB", 0, int,

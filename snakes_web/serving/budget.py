@@ -23,8 +23,9 @@ LARGE_ABOVE = 4 * 2**20
 LARGE_SHARE = 0.75
 #: Seconds a refused client is asked to wait: held uploads take seconds to end, not minutes.
 RETRY_AFTER = 2
-#: The budget, in MB, when ``INPUT_BUDGET_MB`` is 0 and nothing sized it (gunicorn.conf.py does, from memory).
-DEFAULT_MB = 256
+#: The most budget a worker gets, in MB, however much memory is left over; also the budget when
+#: ``INPUT_BUDGET_MB`` is 0 and nothing sized it (gunicorn.conf.py does, from the memory it finds).
+CAP_MB = 192
 BUSY = "The server is holding as many uploads and downloads as its memory allows. Try again in a moment."
 
 
@@ -94,7 +95,7 @@ def least_mb(max_upload_bytes: int) -> int:
 
 def budget_size(settings: Mapping[str, Any]) -> int:
     """Return the budget in bytes from the settings; refuse one too small for a single largest upload."""
-    megabytes = int(settings.get("INPUT_BUDGET_MB") or 0) or DEFAULT_MB
+    megabytes = int(settings.get("INPUT_BUDGET_MB") or 0) or CAP_MB
     least = least_mb(int(settings["MAX_UPLOAD_BYTES"]))
     if megabytes < least:
         raise ConfigError(f"SNAKES_INPUT_BUDGET_MB={megabytes} cannot hold one upload of SNAKES_MAX_UPLOAD_BYTES="

@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .budget import least_mb
+from .budget import CAP_MB, least_mb
 
 #: Resident memory one worker needs, by backend, in MB: measured with the default model after a
 #: prediction (fastai ≈ 1.1 GB: torch + fastai; onnx ≈ 150 MB), plus headroom for large images.
 WORKER_MEMORY_MB = {"fastai": 1300, "onnx": 250}
 #: What the gunicorn master itself holds, in MB.
 MASTER_MEMORY_MB = 60
-#: Most input budget (``serving.budget``) a worker gets, in MB, however much memory is left over.
-INPUT_BUDGET_CAP_MB = 256
 _UNLIMITED = 1 << 60  # cgroup v1 writes a number near 2**63 for "no limit"
 
 
@@ -37,7 +35,7 @@ class Plan:
     memory_mb: int | None
     worker_memory_mb: int
     reason: str
-    input_budget_mb: int = INPUT_BUDGET_CAP_MB
+    input_budget_mb: int = CAP_MB
 
     def describe(self) -> str:
         """Say in one line what was chosen and why."""
@@ -85,9 +83,9 @@ def plan(backend: str, cores: int, memory_mb: int | None, *, workers: int = 0, t
 def left_for_inputs(memory_mb: int | None, workers: int, per_worker: int, least_mb: int) -> int:
     """Return the MB a worker's share of memory leaves after its own need, between ``least_mb`` and the cap."""
     if memory_mb is None:
-        return max(least_mb, INPUT_BUDGET_CAP_MB)
+        return max(least_mb, CAP_MB)
     share = (memory_mb - MASTER_MEMORY_MB) // workers
-    return max(least_mb, min(INPUT_BUDGET_CAP_MB, share - per_worker))
+    return max(least_mb, min(CAP_MB, share - per_worker))
 
 
 def plan_from_settings(settings: Mapping[str, Any], environ: Mapping[str, str], backend: str) -> Plan:

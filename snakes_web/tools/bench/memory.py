@@ -1,0 +1,227 @@
+"""What one visitor can make a server hold: decode bombs and held uploads against a running server, its RSS sampled.
+
+Used by the bench's memory scenario, by the tests on a real gunicorn and by the container tests, so all
+three attack the same way:
+
+* **bombs** (``tools/bombs.py``): small files that decode to ~48 MP, sent ``concurrency`` at a time;
+* **held uploads**: clients that send a large multipart upload at full speed except its last 4 KB, hold
+  it open for a while, then finish it;
+* **normal uploads**: an ordinary photo sent one after another meanwhile, each timed.
+
+The server's processes are sampled from /proc every 20 ms (the master and its workers, found by PID, so
+a container's processes are sampled from the host too): peak and settled resident memory.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..bombs import Bomb
+from .client import multipart, raw_request
+from .processes import children, rss_mb
+from .slow_clients import status_of
+
+#: Bytes of a held upload left unsent while it is held.
+HELD_TAIL = 4096
+
+
+@dataclass
+class Sampled:
+    """Resident memory of a server's processes over a measurement, in MB."""
+
+    master: int
+    workers: list[int]
+    before: dict[int, float]
+    peak_total: float = 0.0
+    peak: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def before_total(self) -> float:
+        """Return the RSS of master and workers when sampling began."""
+        return sum(self.before.values())
+
+    @property
+    def growth(self) -> float:
+        """Return how far the whole server's RSS rose above where it began."""
+        return self.peak_total - self.before_total
+
+    def now(self) -> dict[int, float]:
+        """Return each worker's RSS now (NaN for one that is gone)."""
+        return {pid: _rss(pid) for pid in self.workers}
+
+    def replaced(self) -> bool:
+        """Tell whether a worker has died or been replaced since sampling began."""
+        return sorted(children(self.master)) != sorted(self.workers)
+
+
+def _rss(pid: int) -> float:
+    """Return ``pid``'s RSS in MB, NaN when it is gone."""
+    try:
+        return rss_mb(pid)
+    except OSError:
+        return float("nan")
+
+
+@contextmanager
+def sampled(master: int, every: float = 0.02) -> Iterator[Sampled]:
+    """Sample the RSS of ``master`` and its workers until the block ends."""
+    workers = children(master)
+    pids = [master, *workers]
+    record = Sampled(master, workers, {pid: _rss(pid) for pid in pids})
+    record.peak_total = record.before_total
+    record.peak = dict(record.before)
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            now = {pid: _rss(pid) for pid in pids}
+            record.peak_total = max(record.peak_total, float(np.nansum(list(now.values()))))
+            for pid, value in now.items():
+                if value == value:  # not NaN
+                    record.peak[pid] = max(record.peak.get(pid, 0.0), value)
+            done.wait(every)
+
+    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    thread.start()
+    try:
+        yield record
+    finally:
+        done.set()
+        thread.join()
+
+
+def settle(record: Sampled, within: float = 10.0, margin: float = 50.0) -> tuple[float, dict[int, float]]:
+    """Wait up to ``within`` s for every worker to come back within ``margin`` MB of where it began.
+
+    Returns the seconds it took (``within`` when it did not) and each worker's RSS then.
+    """
+    began = time.monotonic()
+    while True:
+        now = record.now()
+        if all(now[pid] - record.before[pid] <= margin for pid in record.workers):
+            return time.monotonic() - began, now
+        if time.monotonic() - began >= within:
+            return within, now
+        time.sleep(0.25)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request of an attack: what it was, its status (0: no answer) and how long it took."""
+
+    name: str
+    status: int
+    seconds: float
+    detail: str = ""
+
+
+def post_bytes(host: str, port: int, data: bytes, name: str, timeout: float = 120.0) -> Answer:
+    """POST ``data`` as the file of /api/v1/predict on a new connection; return the answer."""
+    request = raw_request(host, port, *multipart(data, name))
+    began = time.monotonic()
+    answer = _exchange(host, port, request, timeout)
+    return Answer(name, status_of(answer), time.monotonic() - began, _detail(answer))
+
+
+def _exchange(host: str, port: int, request: bytes, timeout: float,
+              hold: float = 0.0, tail: int = 0) -> bytes:
+    """Send ``request`` (holding its last ``tail`` bytes back for ``hold`` s); return the answer's bytes."""
+    chunks: list[bytes] = []
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            try:
+                if tail:
+                    sock.sendall(request[:-tail])
+                    time.sleep(hold)
+                    sock.sendall(request[-tail:])
+                else:
+                    sock.sendall(request)
+            except OSError:
+                pass  # answered (and closed) before the whole body went: read what came back
+            while True:
+                try:
+                    chunk = sock.recv(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError:
+        return b""
+    return b"".join(chunks)
+
+
+def _detail(answer: bytes) -> str:
+    """Return the problem document's detail of an answer, if any (a short excerpt)."""
+    marker = answer.find(b'"detail"')
+    if marker < 0:
+        return ""
+    return answer[marker + 9:marker + 120].decode("utf-8", "replace").strip(' :"').split('"', 1)[0]
+
+
+def send_bombs(host: str, port: int, bombs: Sequence[Bomb], concurrency: int = 2,
+               rounds: int = 1) -> list[Answer]:
+    """Send every bomb ``rounds`` times, ``concurrency`` at a time; return the answers in order."""
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(lambda bomb: post_bytes(host, port, bomb.data, bomb.name),
+                             [bomb for _ in range(rounds) for bomb in bombs]))
+
+
+def held_upload(host: str, port: int, size: int, hold: float, timeout: float = 120.0) -> Answer:
+    """Upload ``size`` bytes as a photo at full speed but its last 4 KB, hold it ``hold`` s, then finish it."""
+    boundary = uuid.uuid4().hex
+    part = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"held.jpg\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode()
+    end = f"\r\n--{boundary}--\r\n".encode()
+    body = part + b"\xff\xd8\xff\xe0" + bytes(max(0, size - len(part) - len(end) - 4)) + end
+    request = (f"POST /api/v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+               f"boundary={boundary}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+    began = time.monotonic()
+    answer = _exchange(host, port, request, timeout, hold=hold, tail=HELD_TAIL)
+    return Answer("held", status_of(answer), time.monotonic() - began, _detail(answer))
+
+
+def held_uploads(host: str, port: int, clients: int, size: int, hold: float) -> list[Answer]:
+    """Run ``clients`` held uploads at once; return their answers."""
+    with ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(lambda _: held_upload(host, port, size, hold), range(clients)))
+
+
+@contextmanager
+def normal_traffic(host: str, port: int, photo: bytes, gap: float = 0.05) -> Iterator[list[Answer]]:
+    """Send an ordinary photo one request after another until the block ends; the list fills with answers."""
+    answers: list[Answer] = []
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.is_set():
+            answers.append(post_bytes(host, port, photo, "normal.jpg", timeout=30))
+            done.wait(gap)
+
+    thread = threading.Thread(target=run, name="normal-uploads", daemon=True)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        done.set()
+        thread.join()
+
+
+def p99_ms(answers: Sequence[Answer], keep: Callable[[Answer], bool] = lambda a: True) -> float:
+    """Return the 99th percentile latency, in ms, of the answers ``keep`` selects (NaN for none)."""
+    chosen = [a.seconds * 1000 for a in answers if keep(a)]
+    return float(np.percentile(chosen, 99)) if chosen else float("nan")
+
+
+def statuses(answers: Sequence[Answer]) -> Counter[int]:
+    """Count the answers by status (0: none came)."""
+    return Counter(a.status for a in answers)
