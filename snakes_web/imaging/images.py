@@ -33,7 +33,7 @@ REDUCING_GAP = 2
 #: Most pixels the reduced image may keep (a long, thin image is reduced by its area instead).
 WORKING_PIXELS = 8_000_000
 #: Pixels converted and reduced at a time: the full-size copies a conversion makes are this big at most.
-STRIP_PIXELS = 1 << 20
+STRIP_PIXELS = 1 << 18
 #: Bytes a pixel the codec itself holds while decoding, besides the image Pillow keeps, measured on the
 #: 48 MP files of ``tools/bombs.py``: libwebp's decoder keeps RGBA canvases of its own and hands Pillow a
 #: copy (~12); libavif and libheif decode to YUV planes, then convert to RGB (~5 and ~3.3).
