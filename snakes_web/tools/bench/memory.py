@@ -79,21 +79,32 @@ def sampled(master: int, every: float = 0.02) -> Iterator[Sampled]:
     record = Sampled(master, workers, {pid: _rss(pid) for pid in pids})
     record.peak_total = record.before_total
     record.peak = dict(record.before)
-    done = threading.Event()
 
     def sample() -> None:
+        now = {pid: _rss(pid) for pid in pids}
+        record.peak_total = max(record.peak_total, float(np.nansum(list(now.values()))))
+        for pid, value in now.items():
+            if value == value:  # not NaN
+                record.peak[pid] = max(record.peak.get(pid, 0.0), value)
+
+    with _repeated(sample, every, "rss-sampler"):
+        yield record
+
+
+@contextmanager
+def _repeated(step: Callable[[], None], every: float, name: str) -> Iterator[None]:
+    """Run ``step`` on a thread of its own, again every ``every`` s, until the block ends."""
+    done = threading.Event()
+
+    def run() -> None:
         while not done.is_set():
-            now = {pid: _rss(pid) for pid in pids}
-            record.peak_total = max(record.peak_total, float(np.nansum(list(now.values()))))
-            for pid, value in now.items():
-                if value == value:  # not NaN
-                    record.peak[pid] = max(record.peak.get(pid, 0.0), value)
+            step()
             done.wait(every)
 
-    thread = threading.Thread(target=sample, name="rss-sampler", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     try:
-        yield record
+        yield
     finally:
         done.set()
         thread.join()
@@ -200,20 +211,9 @@ def held_uploads(host: str, port: int, clients: int, size: int, hold: float) -> 
 def normal_traffic(host: str, port: int, photo: bytes, gap: float = 0.05) -> Iterator[list[Answer]]:
     """Send an ordinary photo one request after another until the block ends; the list fills with answers."""
     answers: list[Answer] = []
-    done = threading.Event()
-
-    def run() -> None:
-        while not done.is_set():
-            answers.append(post_bytes(host, port, photo, "normal.jpg", timeout=30))
-            done.wait(gap)
-
-    thread = threading.Thread(target=run, name="normal-uploads", daemon=True)
-    thread.start()
-    try:
+    with _repeated(lambda: answers.append(post_bytes(host, port, photo, "normal.jpg", timeout=30)), gap,
+                   "normal-uploads"):
         yield answers
-    finally:
-        done.set()
-        thread.join()
 
 
 def p99_ms(answers: Sequence[Answer], keep: Callable[[Answer], bool] = lambda a: True) -> float:
