@@ -225,3 +225,124 @@ def p99_ms(answers: Sequence[Answer], keep: Callable[[Answer], bool] = lambda a:
 def statuses(answers: Sequence[Answer]) -> Counter[int]:
     """Count the answers by status (0: none came)."""
     return Counter(a.status for a in answers)
+
+
+@dataclass
+class Attack:
+    """What one full attack measured: the server's memory, every answer, and how fast it came back."""
+
+    record: Sampled
+    quiet: list[Answer]     # normal uploads before the attack
+    bombs: list[Answer]
+    held: list[Answer]
+    normal: list[Answer]    # normal uploads during the attack
+    settle_seconds: float
+    settled: dict[int, float]
+
+    def bad_5xx(self) -> list[Answer]:
+        """Return the attack's answers that are a 5xx other than 503 (the one overload answer), or none at all."""
+        answers = self.bombs + self.held + self.normal
+        return [a for a in answers if a.status == 0 or (a.status >= 500 and a.status != 503)]
+
+    def settled_within(self, margin: float) -> bool:
+        """Tell whether every worker came back within ``margin`` MB of its RSS before the attack."""
+        return all(self.settled[pid] - self.record.before[pid] <= margin for pid in self.record.workers)
+
+
+def attack(host: str, port: int, master: int, photo: bytes, files: Sequence[Bomb], held: int = 96,
+           size: int = 16 * 2**20, hold: float = 12.0, quiet: int = 40, margin: float = 50.0) -> Attack:
+    """Time ``quiet`` normal uploads, then send the bombs two at a time and ``held`` held uploads at once.
+
+    The held uploads run in another process (their threads would starve this one's timing of the GIL);
+    normal uploads keep coming throughout. Then wait up to 10 s for the workers to settle within ``margin``.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    calm = [post_bytes(host, port, photo, "quiet.jpg", timeout=30) for _ in range(quiet)]
+    with sampled(master) as record, normal_traffic(host, port, photo) as normal, ProcessPoolExecutor(1) as pool:
+        holding = pool.submit(held_uploads, host, port, held, size, hold)
+        bombed = send_bombs(host, port, files, concurrency=2, rounds=2)
+        kept = holding.result(timeout=300)
+    took, settled = settle(record, within=10.0, margin=margin)
+    return Attack(record, calm, bombed, kept, list(normal), took, settled)
+
+
+#: The memory scenario's two servers: the defaults, and the same server with its memory limits off.
+BOUNDED, UNBOUNDED = "defaults (bounded)", "limits off"
+LIMITS_OFF = {"SNAKES_MAX_DECODE_BYTES": "0", "SNAKES_INPUT_BUDGET_MB": "100000"}
+
+
+@contextmanager
+def _gunicorn(model: str, config: str, log: str, environ: dict[str, str]) -> Iterator[tuple[int, int]]:
+    """Run our gunicorn (2 workers, feedback off) on a loopback port until the block ends; yield (port, pid)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from .processes import free_port
+
+    port = free_port()
+    app = "wsgi:app" if (Path(config).parent / "wsgi.py").exists() else "snakes_web:create_app()"
+    env = {**os.environ, "SNAKES_MODEL": model, "SNAKES_WORKERS": "2", "SNAKES_FEEDBACK": "false",
+           "SNAKES_DRAIN_SECONDS": "0", "SNAKES_LOG_LEVEL": "info", **environ}
+    env.pop("PORT", None)
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", config, "--bind", f"127.0.0.1:{port}",
+                                    app], cwd=Path(config).parent, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        began = time.monotonic()
+        while len(children(process.pid)) < 2 or post_bytes("127.0.0.1", port, b"", "ping", timeout=5).status == 0:
+            if process.poll() is not None or time.monotonic() - began > 300:
+                raise RuntimeError(f"the memory scenario's gunicorn did not start; see {log}")
+            time.sleep(0.2)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def memory_section(model: str, config: str, photo: bytes, work: str, smoke: bool = False) -> str:
+    """Attack the int8 server with its defaults and with its memory limits off; return the report's section."""
+    files = bombs_for(smoke)
+    held, size, hold = (8, 2**20, 1.0) if smoke else (96, 16 * 2**20, 12.0)
+    rows: list[tuple[str, Attack]] = []
+    for name, environ in ((BOUNDED, {}), (UNBOUNDED, LIMITS_OFF)):
+        print(f"  memory: {name} ...", flush=True)
+        with _gunicorn(model, config, f"{work}/memory-{len(rows)}.log", environ) as (port, master):
+            for _ in range(6):
+                post_bytes("127.0.0.1", port, photo, "warm.jpg")
+            rows.append((name, attack("127.0.0.1", port, master, photo, files, held, size, hold,
+                                      quiet=10 if smoke else 40)))
+    return _memory_table(rows, len(files), held, size, hold)
+
+
+def bombs_for(smoke: bool) -> list[Bomb]:
+    """Return the bombs the scenario sends: 48 MP, or 2 MP in smoke mode."""
+    from ..bombs import bombs
+
+    return bombs(2.0 if smoke else 48.0)
+
+
+def _memory_table(rows: Sequence[tuple[str, Attack]], kinds: int, held: int, size: int, hold: float) -> str:
+    """Write the memory scenario's table and what it means."""
+    lines = ["", "## Memory: decode bombs and held uploads", "",
+             f"The int8 server, 2 workers, feedback off, attacked at once by {kinds} kinds of decode bomb "
+             "(`tools/bombs.py`, two at a time, twice each) and by "
+             f"{held} held uploads of {size // 2**20} MB (sent but their last 4 KB, held {hold:g} s), while an "
+             "ordinary photo is uploaded one request after another. RSS of master and workers from /proc every "
+             f"20 ms. *{UNBOUNDED}*: the same server with `SNAKES_MAX_DECODE_BYTES=0` and "
+             "`SNAKES_INPUT_BUDGET_MB=100000` (decoding still reduces early, and memory is still given back).", "",
+             "| server | RSS before MB | peak MB | growth MB | per worker peak MB | settled per worker MB "
+             "| settled in s | bombs 200/413 | held 503 | normal 200/503 | normal p99 ms quiet → attack |",
+             "|---|---:|---:|---:|---|---|---:|---|---:|---|---|"]
+    for name, a in rows:
+        r = a.record
+        peaks = " / ".join(f"{r.peak.get(pid, 0):.0f}" for pid in r.workers)
+        settled = " / ".join(f"{a.settled[pid]:.0f} ({a.settled[pid] - r.before[pid]:+.0f})" for pid in r.workers)
+        bombs, held_, normal = statuses(a.bombs), statuses(a.held), statuses(a.normal)
+        lines.append(f"| {name} | {r.before_total:.0f} | {r.peak_total:.0f} | {r.growth:+.0f} | {peaks} | {settled} "
+                     f"| {a.settle_seconds:.1f} | {bombs[200]}/{bombs[413]} | {held_[503]} of {len(a.held)} "
+                     f"| {normal[200]}/{normal[503]} | {p99_ms(a.quiet):.0f} → "
+                     f"{p99_ms(a.normal, lambda x: x.status == 200):.0f} |")
+    return "\n".join(lines) + "\n"
