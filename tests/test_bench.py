@@ -59,6 +59,13 @@ def test_the_bench_measures_all_scenarios_and_writes_the_tables(smoke_report: st
     assert [row[0] for row in heat][2:4] == ["ONNX, export with maps, `?explain=top` (occlusion)",  # the tiny
                                              "ONNX, export without maps, `?explain=top` (occlusion)"]  # net: no CAM
 
+    assert "## Memory: decode bombs and held uploads" in text
+    memory = {row[0]: row for row in cells(lines, "| server | RSS before MB |")}
+    assert set(memory) == {"defaults (bounded)", "limits off"}
+    for row in memory.values():  # smoke: 2 MP bombs (13 kinds, twice each) and 8 held uploads of 1 MB
+        assert sum(int(n) for n in row[7].split("/")) == 26 and row[8].endswith(" of 8")
+        assert float(row[2]) > 0 and float(row[1]) > 0
+
     assert "**Slow clients.**" in text
     slow = {row[0]: row for row in cells(lines, "| config | slow uploads held")}
     assert set(slow) == {"threaded (now)", "sync (before)"}

@@ -190,8 +190,8 @@ def quantize_checked(fp32: Path, destination: Path, calibration: Sequence[np.nda
                               f"not written", agreements)
         metadata = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
         head = "classifier head in fp32, " if keep_head else ""
-        metadata["quantization"] = (f"int8 static QDQ, per-channel 7-bit weights, {head}calibrated on {len(calibration)} "
-                                    f"images; top-1 agreement with fp32: "
+        metadata["quantization"] = (f"int8 static QDQ, per-channel 7-bit weights, {head}calibrated on "
+                                    f"{len(calibration)} images; top-1 agreement with fp32: "
                                     + "; ".join(f"{a.name} {a.same}/{a.total}" for a in agreements))
         write_metadata(partial, metadata)
         partial.replace(destination)

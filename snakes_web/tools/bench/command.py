@@ -147,6 +147,12 @@ def bench(args: argparse.Namespace) -> int:
         from .explain import explain_section
 
         extra += explain_section(args.model, onnx_model, images["1 MP JPEG"], "1 MP JPEG", work, args.duration * 2)
+        if args.int8:
+            print("memory: decode bombs and held uploads, bounded and with the limits off ...", flush=True)
+            from .memory import memory_section
+
+            extra += memory_section(str(models["int8"]), str(args.config), images["1 MP JPEG"].read_bytes(),
+                                    str(work), smoke=args.smoke)
     text = report(scenarios, labels, args, about, extra=extra)
     print(table(scenarios, labels))
     print(f"\n{versus_table(scenarios, labels)}")
