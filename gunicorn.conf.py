@@ -22,8 +22,8 @@ How requests are served. Waiting never holds the model:
 * **Memory** (``snakes_web.serving.budget``). Each worker holds request bodies and downloads within
   ``SNAKES_INPUT_BUDGET_MB`` (exported here from the sizing: what the worker's share of the memory leaves,
   at most 192 MB); a request past it is answered 503 ``memory-busy`` before its body is read. Each worker
-  pins glibc's mmap threshold at 1 MB with two arenas (``serving.worker.tune_malloc``), so the large
-  buffers of a decode go back to the kernel when freed.
+  pins glibc's mmap threshold at 1 MB (trim threshold 8 MB, two arenas: ``serving.worker.tune_malloc``),
+  so the large buffers of a decode go back to the kernel when freed.
 * **Stopping** (``snakes_web.serving.shutdown``). On SIGTERM ``/readyz`` answers 503 at once in every worker;
   the workers go on answering for ``SNAKES_DRAIN_SECONDS`` (so load balancers stop sending), then
   stop listening and give what they hold ``SNAKES_GRACEFUL_TIMEOUT`` seconds more to finish.
