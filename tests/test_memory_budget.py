@@ -42,11 +42,6 @@ def two_workers(default_int8: Path, tmp_path_factory: pytest.TempPathFactory) ->
         yield port, process.pid, log
 
 
-def bad_5xx(answers: list[memory.Answer]) -> list[memory.Answer]:
-    """Return the answers that are a 5xx other than 503 (the only one the server may give under attack)."""
-    return [a for a in answers if a.status >= 500 and a.status != 503]
-
-
 def test_decode_bombs_two_at_a_time_stay_within_the_bound_and_the_memory_comes_back(
         two_workers: tuple[int, int, Path]) -> None:
     port, master, log = two_workers
@@ -58,7 +53,7 @@ def test_decode_bombs_two_at_a_time_stay_within_the_bound_and_the_memory_comes_b
     by_name = {a.name: a.status for a in answers}
     assert {name for name, status in by_name.items() if status == 413} == set(REFUSED), answers
     assert {name for name, status in by_name.items() if status == 200} == {b.name for b in files} - set(REFUSED)
-    assert not bad_5xx(answers) and {a.status for a in normal} <= {200, 503}, memory.statuses(normal)
+    assert not memory.bad_5xx(answers) and {a.status for a in normal} <= {200, 503}, memory.statuses(normal)
     assert record.growth < BOMB_GROWTH_MB, (record.growth, record.peak)
     assert not record.replaced() and len(re.findall(r"Booting worker", log.read_text())) == 2
     assert all(settled[pid] - record.before[pid] <= SETTLED_MB for pid in record.workers), (record.before, settled)
@@ -74,7 +69,7 @@ def test_ninety_six_held_large_uploads_cost_at_most_the_input_budget(two_workers
         held = attackers.submit(memory.held_uploads, "127.0.0.1", port, 96, 16 * MB, 12.0).result(timeout=300)
     took, settled = memory.settle(record, within=SETTLE_S, margin=SETTLED_MB)
     counted = memory.statuses(held)
-    assert counted[503] >= 48 and not bad_5xx(held), counted  # most are turned away, none answered 500
+    assert counted[503] >= 48 and not memory.bad_5xx(held), counted  # most are turned away, none answered 500
     assert any("holding as many uploads" in a.detail for a in held if a.status == 503)
     assert {a.status for a in normal} <= {200, 503} and memory.statuses(normal)[200] > 0, memory.statuses(normal)
     # What the workers may hold for large uploads (75% of the budget each), and little else.

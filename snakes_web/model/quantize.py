@@ -138,8 +138,7 @@ def agreement(fp32: Callable[[np.ndarray], np.ndarray], int8: Callable[[np.ndarr
     return Agreement(check.name, int((reference == ours).sum()), len(check.inputs), per_class)
 
 
-def quantize(fp32: Path, destination: Path, calibration: Sequence[np.ndarray], keep_head: bool = True,
-             reduce_range: bool = True) -> None:
+def quantize(fp32: Path, destination: Path, calibration: Sequence[np.ndarray], keep_head: bool = True) -> None:
     """Write a static int8 (QDQ, per-channel 7-bit weights) copy of ``fp32``, calibrated on preprocessed inputs."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -162,7 +161,7 @@ def quantize(fp32: Path, destination: Path, calibration: Sequence[np.ndarray], k
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         excluded = head_nodes(onnx.load(str(prepared))) if keep_head else []
         quantize_static(str(prepared), str(destination), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=reduce_range,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
                         nodes_to_exclude=excluded or None)
 
 

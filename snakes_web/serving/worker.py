@@ -181,7 +181,8 @@ class PacedSocket:
         return getattr(self._sock, name)  # fileno, close, shutdown, getpeername …
 
 
-def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOLD) -> bool:
+def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOLD,
+                trim_threshold: int = TRIM_THRESHOLD) -> bool:
     """Cap glibc's malloc arenas and fix its mmap and trim thresholds (as ``MALLOC_ARENA_MAX``,
     ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` would at start-up); False without glibc."""
     import ctypes
@@ -193,7 +194,7 @@ def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOL
         return False
     m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8  # <malloc.h>
     return (bool(mallopt(m_arena_max, arenas)) and bool(mallopt(m_mmap_threshold, mmap_threshold))
-            and bool(mallopt(m_trim_threshold, TRIM_THRESHOLD)))
+            and bool(mallopt(m_trim_threshold, trim_threshold)))
 
 
 class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types: its classes are Any

@@ -222,6 +222,11 @@ def p99_ms(answers: Sequence[Answer], keep: Callable[[Answer], bool] = lambda a:
     return float(np.percentile(chosen, 99)) if chosen else float("nan")
 
 
+def bad_5xx(answers: Sequence[Answer]) -> list[Answer]:
+    """Return the answers that are a 5xx other than 503 (the only one a server may give under attack)."""
+    return [a for a in answers if a.status >= 500 and a.status != 503]
+
+
 def statuses(answers: Sequence[Answer]) -> Counter[int]:
     """Count the answers by status (0: none came)."""
     return Counter(a.status for a in answers)
@@ -239,10 +244,10 @@ class Attack:
     settle_seconds: float
     settled: dict[int, float]
 
-    def bad_5xx(self) -> list[Answer]:
-        """Return the attack's answers that are a 5xx other than 503 (the one overload answer), or none at all."""
+    def failed(self) -> list[Answer]:
+        """Return the attack's answers that never came or are a 5xx other than 503."""
         answers = self.bombs + self.held + self.normal
-        return [a for a in answers if a.status == 0 or (a.status >= 500 and a.status != 503)]
+        return [a for a in answers if a.status == 0] + bad_5xx(answers)
 
     def settled_within(self, margin: float) -> bool:
         """Tell whether every worker came back within ``margin`` MB of its RSS before the attack."""
@@ -304,7 +309,9 @@ def _gunicorn(model: str, config: str, log: str, environ: dict[str, str]) -> Ite
 
 def memory_section(model: str, config: str, photo: bytes, work: str, smoke: bool = False) -> str:
     """Attack the int8 server with its defaults and with its memory limits off; return the report's section."""
-    files = bombs_for(smoke)
+    from ..bombs import bombs as make_bombs
+
+    files = make_bombs(2.0 if smoke else 48.0)  # 2 MP in smoke mode
     held, size, hold = (8, 2**20, 1.0) if smoke else (96, 16 * 2**20, 12.0)
     rows: list[tuple[str, Attack]] = []
     for name, environ in ((BOUNDED, {}), (UNBOUNDED, LIMITS_OFF)):
@@ -315,13 +322,6 @@ def memory_section(model: str, config: str, photo: bytes, work: str, smoke: bool
             rows.append((name, attack("127.0.0.1", port, master, photo, files, held, size, hold,
                                       quiet=10 if smoke else 40)))
     return _memory_table(rows, len(files), held, size, hold)
-
-
-def bombs_for(smoke: bool) -> list[Bomb]:
-    """Return the bombs the scenario sends: 48 MP, or 2 MP in smoke mode."""
-    from ..bombs import bombs
-
-    return bombs(2.0 if smoke else 48.0)
 
 
 def _memory_table(rows: Sequence[tuple[str, Attack]], kinds: int, held: int, size: int, hold: float) -> str:
