@@ -36,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_security_headers(app)
     register_blueprints(app)
     register_feedback(app)
+    register_proxies(app)
     return app
 
 
@@ -133,6 +134,13 @@ def register_feedback(app: Flask) -> None:
 
     register(app)
     register_owner(app)
+
+
+def register_proxies(app: Flask) -> None:
+    """Believe ``PROXY_HOPS`` proxies about the client's address (last: the outermost layer sees the headers first)."""
+    from snakes_web.web.clients import register_proxies as register
+
+    register(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -138,20 +138,24 @@ SETTINGS: tuple[Setting, ...] = (
             "the rest are one click away)."),
     # --- issue 18: feedback (visitors correct the model; stored only when they send it) ---
     Setting("FEEDBACK", True, parse_bool,
-            "Ask \"Is this right?\" on every result and store the photo when the visitor answers; false turns "
-            "it off (no token in answers, nothing stored)."),
+            "Ask \"Is this right?\" under results and store the photo when the visitor answers; false turns it "
+            "off (no receipts, nothing stored). Costs a prediction nothing unless it asks for a receipt."),
     Setting("DATA_DIR", "data", str,
             "Folder of the default SQLite database (`snakes-web.db`, WAL mode); made when missing."),
     Setting("DATABASE_URL", "", str,
             "Database for feedback: empty means SQLite in `DATA_DIR`; `postgresql://user@host/db` for several "
             "replicas (psycopg 3)."),
+    Setting("DATABASE_TIMEOUT", 5.0, float,
+            "Seconds PostgreSQL gets to connect, to run one statement and to wait for a lock; a slower or "
+            "unreachable database is an error (feedback 503), never a wait."),
     Setting("SECRET_KEY", "", str,
-            "Key that signs feedback tokens; empty means one made once and kept in the database (shared by "
-            "every worker and replica)."),
+            "Key that signs feedback receipts. Empty: one made once and kept in the database, read when a "
+            "worker starts. Several replicas or dynos over their own SQLite files must share one (start-up "
+            "refuses otherwise)."),
     Setting("FEEDBACK_TOKEN_TTL", 3600, int,
-            "Seconds a prediction's feedback token stays valid."),
+            "Seconds a prediction's feedback receipt stays valid."),
     Setting("FEEDBACK_IMAGE_SIDE", 512, int,
-            "Longest side, in pixels, of the re-encoded JPEG a feedback token carries and the database keeps."),
+            "Longest side, in pixels, of the re-encoded JPEG the database keeps of an answered photo."),
     Setting("FEEDBACK_IMAGE_BYTES", 120_000, int,
             "Largest re-encoded feedback image, in bytes (quality, then size, is lowered to fit)."),
     Setting("FEEDBACK_MAX_ITEMS", 10_000, int,
@@ -159,7 +163,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FEEDBACK_MAX_BYTES", 500 * 1024 * 1024, int,
             "Most bytes of feedback images kept; past it feedback gets 507."),
     Setting("FEEDBACK_RATE_LIMIT", "10/minute;100/day", parse_rate_limits,
-            "Feedback each client address may send (a `limits` string); more gets 429. Empty turns the limit off."),
+            "Feedback each client may send (a `limits` string; a client is an IPv4 address or an IPv6 /64); "
+            "more gets 429. Empty turns the limit off."),
+    Setting("PROXY_HOPS", 0, int,
+            "Proxies in front of gunicorn that append to `X-Forwarded-For` (Heroku's router, an Ingress: 1). "
+            "The client address is taken that many hops back; 0 trusts no header (nothing in front)."),
     Setting("RATE_LIMIT_STORAGE", "", str,
             "Where the rate limit counts: empty means the feedback database (shared by every worker and "
             "replica); or a `limits` storage URI such as `redis://host:6379`."),

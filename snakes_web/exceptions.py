@@ -115,7 +115,7 @@ class Unauthorized(SnakesError):
 
 
 class AlreadySent(SnakesError):
-    """Feedback for this prediction was stored already (each token is used once)."""
+    """Feedback on this prediction was stored already (each receipt is answered once)."""
 
     status, title, slug = 409, "Conflict", "already-sent"
 

@@ -60,6 +60,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     if "SNAKES_DATA_DIR" not in os.environ:
         config.stash[DATA_DIR_KEY] = os.environ["SNAKES_DATA_DIR"] = tempfile.mkdtemp(prefix="snakes-test-data-")
+    # The suite is one host: a CI runner that is itself a pod or a dyno must not make every app (and every
+    # gunicorn the tests start) refuse feedback over its SQLite file. Tests that mean it set these themselves.
+    for name in ("DYNO", "KUBERNETES_SERVICE_HOST", "K_SERVICE"):
+        os.environ.pop(name, None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

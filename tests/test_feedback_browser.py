@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from snakes_web import create_app
 from snakes_web.web.feedback import feedback_of
@@ -74,11 +75,12 @@ def test_with_the_script_an_error_is_said_in_the_form(browser: Any, site: Any) -
     page.locator(".result form.feedback").wait_for(timeout=15_000)
     page.click("button[value=confirm]")
     page.locator(".feedback-status.done").wait_for(timeout=10_000)
-    pick(page, "red")  # a new result, a new token: answer it twice
+    pick(page, "red")  # a new result, a new receipt: answer it twice
     page.locator(".result form.feedback").wait_for(timeout=15_000)
-    token = page.get_attribute(".result form.feedback input[name=token]", "value")
-    page.evaluate("(t) => fetch('/api/v1/feedback', {method: 'POST', headers: {'Content-Type': 'application/json'},"
-                  " body: JSON.stringify({token: t, verdict: 'confirm'})})", token)
+    receipt = page.get_attribute(".result form.feedback input[name=receipt]", "value")
+    first = requests.post(f"{base}/api/v1/feedback", data={"receipt": receipt, "verdict": "confirm"},
+                          files={"file": ("red.png", image_bytes(colour=COLOURS["red"]), "image/png")}, timeout=30)
+    assert first.status_code == 201, first.text  # the page sent the very bytes picked: the same photo
     page.click("button[value=confirm]")
     status = page.locator(".result .feedback-status:not(.done)")
     status.wait_for(state="visible", timeout=10_000)
@@ -96,11 +98,35 @@ def test_without_the_script_the_form_posts_and_the_server_thanks(browser: Any, s
     assert "Your photo is not stored" in page.inner_text("form.classify")
     page.fill("form.feedback input[name=other]", "a green mamba")
     with page.expect_navigation():
-        page.click("button[value=none]")
+        page.click(".feedback-row button[value=none]")
     assert page.url == f"{base}/feedback"
     assert "Stored: none of the model's labels (you said: a green mamba)." in page.inner_text("main")
     [row] = feedback_of(app).store.entries()
     assert (row.verdict, row.label, row.other) == ("none", None, "a green mamba")
+    page.context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["with-script", "without-script"])
+def test_enter_in_the_words_box_sends_none_of_these_with_the_words(browser: Any, site: Any, javascript: bool) -> None:
+    """Enter presses a form's first submit button: it used to be "Yes, it is …", and the words were lost."""
+    base, app = site
+    page = open_page(browser, base, javascript=javascript)
+    pick(page, "green")
+    if not javascript:
+        with page.expect_navigation():
+            page.click("form.classify button[type=submit]")
+    page.locator(".result form.feedback").wait_for(timeout=15_000)
+    page.fill("form.feedback input[name=other]", "a rough green snake")
+    if javascript:
+        page.press("form.feedback input[name=other]", "Enter")
+        page.locator(".feedback-status.done").wait_for(timeout=10_000)
+        assert page.inner_text(".feedback-status.done") == "Thank you. Stored: none of the model's labels."
+    else:
+        with page.expect_navigation():
+            page.press("form.feedback input[name=other]", "Enter")
+        assert "you said: a rough green snake" in page.inner_text("main")
+    [row] = feedback_of(app).store.entries()
+    assert (row.verdict, row.predicted, row.label, row.other) == ("none", "green", None, "a rough green snake")
     page.context.close()
 
 

@@ -5,6 +5,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import io
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,8 @@ from sqlalchemy import inspect, text, update
 from snakes_web.exceptions import AlreadySent, QuotaFull
 from snakes_web.feedback.database import Database, feedback
 from snakes_web.feedback.database import database_url as url_of
-from snakes_web.feedback.store import NONE_FOLDER, FeedbackStore, NewFeedback, Quota, safe_folder_name
+from snakes_web.feedback.store import MANIFEST, NONE_FOLDER, FeedbackStore, NewFeedback, Quota, safe_folder_name
+from snakes_web.tools.cli import main
 
 ROOMY = Quota(10_000, 10**9)
 
@@ -35,7 +37,7 @@ def entry(label: str | None = "red", colour: tuple[int, int, int] = (200, 30, 30
     """Return an answer about a photo of one colour."""
     out = io.BytesIO()
     Image.new("RGB", (40, 30), colour).save(out, format="JPEG")
-    return NewFeedback(token_digest=uuid.uuid4().hex, verdict=verdict, predicted="blue", probability=0.6, label=label,
+    return NewFeedback(receipt_nonce=uuid.uuid4().hex, verdict=verdict, predicted="blue", probability=0.6, label=label,
                        other=other, model="m", image=out.getvalue(), width=40, height=30)
 
 
@@ -63,10 +65,37 @@ def test_migrations_make_the_schema_once_even_when_every_worker_runs_them(databa
     assert {"feedback", "feedback_usage", "secrets", "rate_limits", "alembic_version"} <= set(
         inspect(engine).get_table_names())
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
         assert connection.execute(text("SELECT count(*) FROM feedback_usage")).scalar() == 1
     for database in databases:
         database.dispose()
+
+
+def test_a_database_made_before_receipts_keeps_its_answers_and_stops_reusing_ids(database_url: str) -> None:
+    """Migration 0002 on a 0001 database: the digest column is renamed, rows kept, ids never reused after."""
+    from alembic import command
+    from alembic.config import Config
+
+    from snakes_web.feedback.database import MIGRATIONS, make_engine
+
+    url = Database.from_settings({"DATABASE_URL": database_url, "DATA_DIR": ""}).url
+    old = make_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with old.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0001")
+        connection.execute(text("INSERT INTO feedback (created_at, token_digest, verdict, predicted, probability, "
+                                "model, image, image_bytes, width, height) VALUES (CURRENT_TIMESTAMP, 'd1', 'confirm', "
+                                "'red', 0.9, 'm', :img, 3, 1, 1)"), {"img": b"jpg"})
+    old.dispose()
+    store = FeedbackStore(Database(url))
+    [row] = list(store.entries())
+    assert row.receipt_nonce == "d1" and row.predicted == "red"
+    with store.database.engine.begin() as connection:
+        connection.execute(text("DELETE FROM feedback"))
+    assert store.add(entry(), ROOMY) > row.id
+    store.database.dispose()
 
 
 def test_the_secret_is_made_once_for_everyone(store: FeedbackStore) -> None:
@@ -102,7 +131,7 @@ def test_the_byte_quota_counts_image_bytes(store: FeedbackStore) -> None:
     assert store.usage() == (2, 2 * one)
 
 
-def test_one_entry_per_token(store: FeedbackStore) -> None:
+def test_one_entry_per_receipt_nonce(store: FeedbackStore) -> None:
     first = entry()
     store.add(first, ROOMY)
     with pytest.raises(AlreadySent):
@@ -124,7 +153,7 @@ def test_compact_gives_a_purged_sqlite_file_its_space_back(tmp_path: Path) -> No
     store = FeedbackStore(Database(f"sqlite:///{tmp_path}/f.db"))
     big = dataclasses.replace(entry(), image=os.urandom(200_000))
     for _ in range(10):
-        store.add(dataclasses.replace(big, token_digest=uuid.uuid4().hex), ROOMY)
+        store.add(dataclasses.replace(big, receipt_nonce=uuid.uuid4().hex), ROOMY)
     store.compact()
     full = (tmp_path / "f.db").stat().st_size
     store.purge()
@@ -139,18 +168,86 @@ def test_confusion_counts_predicted_against_answered(store: FeedbackStore) -> No
     assert dict(store.confusion()) == {("blue", "red"): 2, ("blue", "green"): 1, ("blue", "none of these"): 1}
 
 
+def exported_name(store: FeedbackStore, entry_id: int) -> str:
+    """Return the file name `export` gives entry ``entry_id``."""
+    [row] = [r for r in store.entries() if r.id == entry_id]
+    return f"feedback-{entry_id}-{row.receipt_nonce[:8]}.jpg"
+
+
 def test_export_writes_the_train_layout(store: FeedbackStore, tmp_path: Path) -> None:
     ids = [store.add(entry(label), ROOMY) for label in ("red", "green", "red", ".hidden/../x")]
     none = store.add(entry(None, verdict="none", other="a gecko, I think"), ROOMY)
-    counts = store.export(tmp_path)
-    assert dict(counts) == {"red": 2, "green": 1, "_hidden_.._x": 1, NONE_FOLDER: 1}
-    assert sorted(p.name for p in (tmp_path / "red").iterdir()) == sorted(f"feedback-{i}.jpg" for i in ids[::2])
-    with Image.open(tmp_path / "green" / f"feedback-{ids[1]}.jpg") as image:
+    exported = store.export(tmp_path)
+    assert dict(exported.counts) == {"red": 2, "green": 1, "_hidden_.._x": 1, NONE_FOLDER: 1}
+    assert sorted(p.name for p in (tmp_path / "red").iterdir()) == sorted(exported_name(store, i) for i in ids[::2])
+    with Image.open(tmp_path / "green" / exported_name(store, ids[1])) as image:
         assert image.size == (40, 30)
-    assert (tmp_path / NONE_FOLDER / f"feedback-{none}.jpg").exists()
+    assert (tmp_path / NONE_FOLDER / exported_name(store, none)).exists()
     assert "a gecko, I think" in (tmp_path / NONE_FOLDER / "words.csv").read_text()
     store.export(tmp_path)  # again: the same files, rewritten
     assert len(list((tmp_path / "red").iterdir())) == 2
+
+
+def test_ids_are_never_reused_after_a_purge(store: FeedbackStore) -> None:
+    """SQLite without AUTOINCREMENT gives an emptied table's next row id 1 again: feedback-1.jpg twice."""
+    first = [store.add(entry(), ROOMY) for _ in range(3)]
+    assert store.purge() == 3
+    again = store.add(entry(), ROOMY)
+    assert again > max(first)
+
+
+def test_exports_of_two_databases_into_one_folder_overwrite_nothing(tmp_path: Path) -> None:
+    stores = [FeedbackStore(Database(f"sqlite:///{tmp_path}/{name}.db")) for name in ("a", "b")]
+    for one in stores:
+        one.add(entry("red"), ROOMY)  # id 1 in both
+        one.export(tmp_path / "photos")
+        one.database.dispose()
+    assert len(list((tmp_path / "photos" / "red").iterdir())) == 2
+
+
+def test_the_export_manifest_says_what_was_written(store: FeedbackStore, tmp_path: Path) -> None:
+    ids = [store.add(entry(label), ROOMY) for label in ("red", "green")]
+    exported = store.export(tmp_path)
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    assert manifest["through_id"] == exported.through_id == max(ids) and manifest["exported"] == 2
+    assert manifest["database"] == store.database.describe()
+    assert sorted(manifest["files"]) == sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpg"))
+
+
+def run_cli(url: str, *args: str) -> int:
+    """Run `snakes-web feedback --database-url URL ARGS…` and return its exit status."""
+    return main(["feedback", "--database-url", url, *args])
+
+
+def test_purge_from_an_export_keeps_the_answers_that_arrived_after_it(store: FeedbackStore, database_url: str,
+                                                                      tmp_path: Path) -> None:
+    before = [store.add(entry(), ROOMY) for _ in range(2)]
+    assert run_cli(database_url, "export", str(tmp_path)) == 0
+    during = store.add(entry(), ROOMY)  # a visitor answers while the owner trains on the export
+    assert run_cli(database_url, "purge", "--from-export", str(tmp_path)) == 0
+    assert store.ids() == {during} and during not in before
+
+
+def test_purge_says_what_to_delete_and_asks_before_deleting_everything(store: FeedbackStore, database_url: str,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    ids = {store.add(entry(), ROOMY) for _ in range(3)}
+    assert run_cli(database_url, "purge") == 2
+    assert "Say what to delete" in capsys.readouterr().err and store.ids() == ids
+    assert run_cli(database_url, "purge", "--all") == 1  # no terminal to say yes on: nothing deleted
+    assert "add --yes" in capsys.readouterr().err and store.ids() == ids
+    assert run_cli(database_url, "purge", "--through-id", str(min(ids))) == 0 and store.ids() == ids - {min(ids)}
+    assert run_cli(database_url, "purge", "--all", "--yes") == 0 and store.ids() == set()
+
+
+def test_purge_from_another_databases_export_deletes_nothing(store: FeedbackStore, database_url: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    other = FeedbackStore(Database(f"sqlite:///{tmp_path}/other.db"))
+    other.add(entry(), ROOMY)
+    other.export(tmp_path / "photos")
+    other.database.dispose()
+    kept = store.add(entry(), ROOMY)
+    assert run_cli(database_url, "purge", "--from-export", str(tmp_path / "photos")) == 2
+    assert "nothing deleted" in capsys.readouterr().err and store.ids() == {kept}
 
 
 def test_export_into_a_train_valid_folder_adds_to_train(store: FeedbackStore, tmp_path: Path) -> None:

@@ -32,13 +32,16 @@ def give_feedback(client: Any) -> int:
         photo.save(data, format="JPEG")
         data.seek(0)
         jpeg = data.getvalue()
-        token = client.post("/api/v1/predict", data={"file": (data, "p.jpg")}).get_json()["feedback_token"]
-        answer = client.post("/api/v1/feedback", json={"token": token, "verdict": "correct", "label": label})
+        body = client.post("/api/v1/predict?feedback=1", data={"file": (data, "p.jpg")}).get_json()
+        receipt = body["feedback_receipt"]
+        answer = client.post("/api/v1/feedback", data={"receipt": receipt, "verdict": "correct", "label": label,
+                                                       "file": (io.BytesIO(jpeg), "p.jpg")})
         assert answer.status_code == 201
         count += 1
-    token = client.post("/api/v1/predict", data={"file": (io.BytesIO(jpeg), "p.jpg")}).get_json()
-    assert client.post("/api/v1/feedback", json={"token": token["feedback_token"], "verdict": "none",
-                                                 "other": "a lizard"}).status_code == 201
+    receipt = client.post("/api/v1/predict?feedback=1", data={"file": (io.BytesIO(jpeg), "p.jpg")}).get_json()
+    assert client.post("/api/v1/feedback", data={"receipt": receipt["feedback_receipt"], "verdict": "none",
+                                                 "other": "a lizard", "file": (io.BytesIO(jpeg), "p.jpg")}
+                       ).status_code == 201
     return count
 
 

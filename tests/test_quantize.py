@@ -148,3 +148,28 @@ def test_train_int8_agrees_with_fp32_on_every_positive_of_every_class(trained_mo
     measured = agreement(scorer(trained_model.onnx), scorer(int8), CheckSet("positives", positives.inputs),
                          positives.labels)
     assert measured.per_class == {label: (2, 2) for label in positives.labels}
+
+
+def test_the_answer_to_a_1_mp_photo_is_under_2_kb_and_with_its_receipt_under_3_kb(default_int8: Path,
+                                                                                    tmp_path: Path) -> None:
+    """The default model's 18 labels, as shipped (int8); the receipt only when asked (?feedback=1)."""
+    import io
+
+    from PIL import Image
+
+    from snakes_web import create_app
+    from tests.conftest import DATA
+
+    out = io.BytesIO()
+    Image.open(DATA / "chelsea.jpg").convert("RGB").resize((1224, 816)).save(out, format="JPEG", quality=90)
+    client = create_app({"MODEL": str(default_int8), "DATA_DIR": str(tmp_path)}).test_client()
+
+    def answer(query: str) -> bytes:
+        response = client.post(f"/api/v1/predict{query}", data={"file": (io.BytesIO(out.getvalue()), "p.jpg")})
+        assert response.status_code == 200, response.get_json()
+        assert len(response.get_json()["predictions"]) == 18
+        return response.get_data()
+
+    plain, with_receipt = answer(""), answer("?feedback=1")
+    assert b"feedback_receipt" not in plain and b"feedback_receipt" in with_receipt
+    assert len(plain) <= 2048 and len(with_receipt) <= 3072, (len(plain), len(with_receipt))

@@ -42,11 +42,12 @@ MIGRATION_LOCK = 0x736E616B
 metadata = MetaData()
 
 #: One row per answer a visitor gave: what the model said, what the visitor says, the re-encoded photo.
+#: Ids are never reused (SQLite AUTOINCREMENT, PostgreSQL's sequence): an export's file names stay unique.
 feedback = Table(
     "feedback", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("token_digest", String(64), nullable=False, unique=True),
+    Column("receipt_nonce", String(64), nullable=False, unique=True),  # one answer per prediction
     Column("verdict", String(8), nullable=False),       # confirm | correct | none
     Column("predicted", String(200), nullable=False),
     Column("probability", Float, nullable=False),
@@ -57,6 +58,7 @@ feedback = Table(
     Column("image_bytes", Integer, nullable=False),
     Column("width", Integer, nullable=False),
     Column("height", Integer, nullable=False),
+    sqlite_autoincrement=True,
 )
 #: One row (id 1): what the feedback table holds, kept in step in the same transaction as each insert,
 #: so the quota check is one atomic UPDATE on every database.
@@ -97,10 +99,17 @@ def database_url(settings: Mapping[str, Any]) -> str:
     return url
 
 
-def make_engine(url: str) -> Engine:
-    """Open an engine for ``url``; a SQLite file gets its folder, WAL, FULL sync and IMMEDIATE transactions."""
+def make_engine(url: str, timeout: float = 5.0) -> Engine:
+    """Open an engine for ``url``; a SQLite file gets its folder, WAL, FULL sync and IMMEDIATE transactions.
+
+    PostgreSQL gets ``timeout`` seconds to connect, to run a statement and to wait for a pooled
+    connection: an unreachable or stuck server is an error in seconds, not a thread that waits forever.
+    """
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        millis = max(1, int(timeout * 1000))
+        return create_engine(url, pool_pre_ping=True, pool_timeout=timeout, connect_args={
+            "connect_timeout": max(1, round(timeout)),
+            "options": f"-c statement_timeout={millis} -c lock_timeout={millis}"})
     database = make_url(url).database
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -138,15 +147,16 @@ def upgrade(engine: Engine) -> None:
 class Database:
     """One engine per process, opened and migrated on first use (after gunicorn's fork, never before)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url
+        self.timeout = timeout
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> Database:
         """Return the database the settings name (nothing is opened yet)."""
-        return cls(database_url(settings))
+        return cls(database_url(settings), float(settings.get("DATABASE_TIMEOUT", 5.0)))
 
     @property
     def engine(self) -> Engine:
@@ -154,7 +164,7 @@ class Database:
         if self._engine is None:
             with self._lock:
                 if self._engine is None:
-                    engine = make_engine(self.url)
+                    engine = make_engine(self.url, self.timeout)
                     upgrade(engine)
                     self._engine = engine
         return self._engine

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import json
 import os
 import re
 import secrets as random_secrets
@@ -25,15 +26,18 @@ from snakes_web.exceptions import AlreadySent, QuotaFull
 from .database import Database, dialect_insert, feedback, secrets, usage
 
 VERDICTS = ("confirm", "correct", "none")
+ALREADY_SENT = "Feedback on this prediction was already sent; each prediction is answered once."
 #: Where `export` puts "none of these" photos: a hidden folder, so `snakes-web train` passes over them.
 NONE_FOLDER = ".none-of-these"
+#: What `export` writes beside the photos: which entries it wrote, so `purge --from-export` removes only those.
+MANIFEST = "feedback-export.json"
 
 
 @dataclass(frozen=True)
 class NewFeedback:
     """One visitor's answer about one prediction, ready to store."""
 
-    token_digest: str
+    receipt_nonce: str
     verdict: str
     predicted: str
     probability: float
@@ -43,6 +47,15 @@ class NewFeedback:
     image: bytes
     width: int
     height: int
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What one export wrote: entries up to ``through_id``, counted per folder, and the manifest's path."""
+
+    through_id: int
+    counts: Counter[str]
+    manifest: Path
 
 
 @dataclass(frozen=True)
@@ -79,7 +92,18 @@ class FeedbackStore:
                     insert(feedback).values(created_at=_now(), image_bytes=size, **dataclasses.asdict(entry))
                     .returning(feedback.c.id)).scalar_one())
         except IntegrityError:
-            raise AlreadySent("Feedback for this photo was already sent; it is stored once.") from None
+            raise AlreadySent(ALREADY_SENT) from None
+
+    def answered(self, nonce: str) -> bool:
+        """Tell whether the prediction with this receipt nonce has been answered already."""
+        with self.database.engine.begin() as connection:
+            found = connection.execute(select(feedback.c.id).where(feedback.c.receipt_nonce == nonce)).first()
+        return found is not None
+
+    def last_id(self) -> int:
+        """Return the highest id stored (0 when empty)."""
+        with self.database.engine.begin() as connection:
+            return int(connection.execute(select(func.coalesce(func.max(feedback.c.id), 0))).scalar_one())
 
     def usage(self) -> tuple[int, int]:
         """Return (entries, bytes of images) stored."""
@@ -97,12 +121,13 @@ class FeedbackStore:
         with self.database.engine.begin() as connection:
             return list(connection.execute(select(*_columns(with_images)).order_by(feedback.c.id.desc()).limit(limit)))
 
-    def entries(self, with_images: bool = False) -> Iterator[Row[Any]]:
-        """Yield every entry, oldest first, a page at a time (an export never holds them all in memory)."""
+    def entries(self, with_images: bool = False, through_id: int | None = None) -> Iterator[Row[Any]]:
+        """Yield every entry (up to ``through_id``), oldest first, a page at a time (never all in memory)."""
         last = 0
+        upto = feedback.c.id <= through_id if through_id is not None else true()
         while True:
             with self.database.engine.begin() as connection:
-                page = list(connection.execute(select(*_columns(with_images)).where(feedback.c.id > last)
+                page = list(connection.execute(select(*_columns(with_images)).where(feedback.c.id > last, upto)
                                                .order_by(feedback.c.id).limit(200)))
             if not page:
                 return
@@ -121,9 +146,13 @@ class FeedbackStore:
                                       .group_by(feedback.c.predicted, feedback.c.label))
             return Counter({(r[0], r[1] if r[1] is not None else "none of these"): int(r[2]) for r in rows})
 
-    def purge(self, older_than: datetime.timedelta | None = None) -> int:
-        """Delete every entry (or those older than ``older_than``); return how many went."""
-        condition = feedback.c.created_at < _now() - older_than if older_than is not None else true()
+    def purge(self, older_than: datetime.timedelta | None = None, through_id: int | None = None) -> int:
+        """Delete the entries older than ``older_than`` and up to ``through_id`` (both None: all); return how many."""
+        condition: Any = true()
+        if older_than is not None:
+            condition = condition & (feedback.c.created_at < _now() - older_than)
+        if through_id is not None:
+            condition = condition & (feedback.c.id <= through_id)
         with self.database.engine.begin() as connection:
             gone = connection.execute(delete(feedback).where(condition)).rowcount
             connection.execute(update(usage).where(usage.c.id == 1).values(
@@ -152,19 +181,24 @@ class FeedbackStore:
                                .on_conflict_do_nothing(index_elements=["name"]))
             return str(connection.execute(select(secrets.c.value).where(secrets.c.name == name)).scalar_one())
 
-    def export(self, folder: Path) -> Counter[str]:
-        """Write every entry into ``folder`` in the layout `snakes-web train` reads; return counts per folder.
+    def export(self, folder: Path) -> Exported:
+        """Write every entry stored now into ``folder`` in the layout `snakes-web train` reads, and a manifest.
 
-        Confirmed and corrected photos go to ``<label>/feedback-<id>.jpg`` (into ``train/`` when the folder
-        has train/ and valid/), "none of these" to the hidden ``.none-of-these/`` with the visitors' words
-        in ``words.csv``. Exporting again rewrites the same files.
+        Confirmed and corrected photos go to ``<label>/feedback-<id>-<nonce>.jpg`` (into ``train/`` when the
+        folder has train/ and valid/), "none of these" to the hidden ``.none-of-these/`` with the visitors'
+        words in ``words.csv``. Names carry the never-reused id and a piece of the receipt's random nonce,
+        so exports of other databases into the same folder cannot overwrite them; exporting again rewrites
+        the same files. Answers that arrive during the export are left for the next one: the manifest
+        (``feedback-export.json``) says up to which id this one went, for `purge --from-export`.
         """
         folder = Path(folder)
         root = folder / "train" if (folder / "train").is_dir() else folder
+        through = self.last_id()
         counts: Counter[str] = Counter()
+        files: list[str] = []
         words: list[tuple[str, str, str]] = []
-        for row in self.entries(with_images=True):
-            name = f"feedback-{row.id}.jpg"
+        for row in self.entries(with_images=True, through_id=through):
+            name = f"feedback-{row.id}-{safe_folder_name(row.receipt_nonce[:8])}.jpg"
             if row.label is None:
                 target = folder / NONE_FOLDER
                 words.append((name, row.predicted, row.other or ""))
@@ -172,12 +206,18 @@ class FeedbackStore:
                 target = root / safe_folder_name(row.label)
             _write_atomically(target / name, row.image)
             counts[target.name] += 1
+            files.append((target / name).relative_to(folder).as_posix())
         if words:
             with open(folder / NONE_FOLDER / "words.csv", "w", newline="", encoding="utf-8") as out:
                 writer = csv.writer(out)
                 writer.writerow(["file", "predicted", "visitor's words"])
                 writer.writerows(words)
-        return counts
+        manifest = folder / MANIFEST
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomically(manifest, json.dumps({
+            "database": self.database.describe(), "through_id": through, "exported": len(files),
+            "at": _now().isoformat(timespec="seconds"), "files": files}, indent=1).encode())
+        return Exported(through, counts, manifest)
 
 
 def _columns(with_images: bool) -> list[Any]:

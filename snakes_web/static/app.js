@@ -223,10 +223,14 @@
     for (var i = 0; i < Math.min(AT_ONCE, inputs.length); i += 1) { start(); }
   }
 
-  // Send one photo or address; `explain` names the class to map (null: the top class).
+  // Send one photo or address; `explain` names the class to map (null: the top class). The first answer
+  // asks for a feedback receipt ("Is this right?"); a second heatmap of the same photo does not.
   function ask(input, explain, card, still) {
     var wanted = explain || (explainBox && explainBox.checked ? "top" : "");
-    var address = wanted ? API + "?explain=" + encodeURIComponent(wanted) : API;
+    var query = [];
+    if (wanted) { query.push("explain=" + encodeURIComponent(wanted)); }
+    if (!explain) { query.push("feedback=1"); }
+    var address = API + (query.length ? "?" + query.join("&") : "");
     if (input.url) {
       return send(address, JSON.stringify({ url: input.url }), "application/json", card);
     }
@@ -490,7 +494,7 @@
     answer.appendChild(note);
     answerTables(predictions).forEach(function (part) { answer.appendChild(part); });
     section.appendChild(answer);
-    outcome.dispatchEvent(new CustomEvent("snakes:result", { detail: { body: body, answer: answer } })); // feedback.js
+    outcome.dispatchEvent(new CustomEvent("snakes:result", { detail: { body: body, answer: answer, input: input } })); // feedback.js
     if (!outcome.querySelector(".result.pending")) { outcome.removeAttribute("aria-busy"); }
     return heading;
   }

@@ -1,6 +1,7 @@
 // snakes-web: "Is this right?" without a page reload. Without this file the feedback form posts to
-// /feedback and the server answers with a page; with it, the answer goes to the JSON API and the
-// form says what was stored. It also adds the form to results app.js renders in place.
+// /feedback (with the page's preview) and the server answers with a page; with it, the answer goes to
+// the JSON API and the form says what was stored. It also adds the form to results app.js renders in
+// place: those send back the very file (or URL) that was classified, which the receipt names by hash.
 (function () {
   "use strict";
 
@@ -13,12 +14,13 @@
 
   Array.prototype.forEach.call(document.querySelectorAll("form.feedback"), enhance);
 
-  // app.js announces each result it renders; the API's answer carries the token.
+  // app.js announces each result it renders; the API's answer carries the receipt (asked with ?feedback=1).
   outcome.addEventListener("snakes:result", function (event) {
     var body = event.detail && event.detail.body;
-    if (!body || !body.feedback_token || !body.predictions || !body.predictions.length) { return; }
+    var input = event.detail && event.detail.input;
+    if (!body || !body.feedback_receipt || !body.predictions || !body.predictions.length || !input) { return; }
     var labels = (template && template.getAttribute("data-labels") || "").split("\n").filter(Boolean);
-    event.detail.answer.appendChild(build(body.feedback_token, body.predictions[0].label, labels));
+    event.detail.answer.appendChild(build(body.feedback_receipt, body.predictions[0].label, labels, input));
   });
 
   function element(tag, attributes, text) {
@@ -28,14 +30,17 @@
     return el;
   }
 
-  // The same markup as templates/_feedback.html.
-  function build(token, best, labels) {
+  // The same markup as templates/_feedback.html; `input` is what was classified: {file} or {url}.
+  function build(receipt, best, labels, input) {
     built += 1;
     var fid = "feedback-js-" + built;
     var form = element("form", { "class": "feedback", method: "post", action: POST_PAGE, "data-api": API });
     var set = element("fieldset");
     set.appendChild(element("legend", null, "Is this right?"));
-    set.appendChild(element("input", { type: "hidden", name: "token", value: token }));
+    set.appendChild(element("input", { type: "hidden", name: "receipt", value: receipt }));
+    // Enter in the words box presses the first submit button: "None of these", the box's own (off screen).
+    set.appendChild(element("button", { type: "submit", name: "verdict", value: "none", "class": "implicit-submit",
+      tabindex: "-1", "aria-hidden": "true" }, "None of these"));
     var yes = element("p", { "class": "feedback-row" });
     yes.appendChild(element("button", { type: "submit", name: "verdict", value: "confirm" }, "Yes, it is " + best));
     set.appendChild(yes);
@@ -48,20 +53,24 @@
     set.appendChild(no);
     var none = element("p", { "class": "feedback-row" });
     none.appendChild(element("label", { "for": fid + "-other" }, "None of these. It is (optional):"));
-    none.appendChild(element("input", { id: fid + "-other", name: "other", maxlength: "100", autocomplete: "off" }));
+    none.appendChild(element("input", { id: fid + "-other", name: "other", maxlength: "100", autocomplete: "off",
+      enterkeyhint: "send" }));
     none.appendChild(element("button", { type: "submit", name: "verdict", value: "none" }, "None of these"));
     set.appendChild(none);
-    set.appendChild(element("p", { "class": "hint privacy" }, "Answering stores this photo (re-encoded, without " +
-      "its location or any other metadata) so the model can be retrained. Photos you do not answer about are never stored."));
+    set.appendChild(element("p", { "class": "hint privacy" }, "Answering sends this photo again and stores it " +
+      "(re-encoded, without its location or any other metadata) so the model can be retrained. Photos you do " +
+      "not answer about are never stored."));
     var status = element("p", { "class": "feedback-status", role: "status" });
     status.hidden = true;
     set.appendChild(status);
     form.appendChild(set);
-    enhance(form);
+    enhance(form, input);
     return form;
   }
 
-  function enhance(form) {
+  // `input` (results app.js rendered): the photo goes back as the same file, or the same URL; a form the
+  // server rendered carries its preview in the `image` field already.
+  function enhance(form, input) {
     var clicked = null; // older browsers have no event.submitter
     form.addEventListener("click", function (event) {
       if (event.target && event.target.name === "verdict") { clicked = event.target; }
@@ -69,10 +78,21 @@
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       var button = event.submitter || clicked;
+      if (!button) { return; } // no verdict was chosen: never guess one
       var fields = new FormData(form);
-      var answer = { token: fields.get("token"), verdict: button ? button.value : "confirm" };
-      if (answer.verdict === "correct") { answer.label = fields.get("label"); }
-      if (answer.verdict === "none") { answer.other = fields.get("other") || ""; }
+      var answer = new FormData();
+      answer.append("receipt", fields.get("receipt"));
+      answer.append("verdict", button.value);
+      if (button.value === "correct") { answer.append("label", fields.get("label")); }
+      if (button.value === "none") { answer.append("other", fields.get("other") || ""); }
+      if (fields.get("image")) {
+        answer.append("image", fields.get("image"));
+      } else if (input && input.url) {
+        answer.append("url", input.url);
+      } else if (input && (input.sent || input.file)) {
+        var photo = input.sent || input.file;
+        answer.append("file", photo, photo.name || "photo.jpg");
+      }
       send(form, answer);
     });
   }
@@ -83,8 +103,8 @@
     Array.prototype.forEach.call(buttons, function (b) { b.disabled = true; });
     fetch(form.getAttribute("data-api") || API, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: JSON.stringify(answer)
+      headers: { "Accept": "application/json" },
+      body: answer // multipart: the receipt, the verdict and the photo
     }).then(function (response) {
       return response.json().catch(function () { return {}; }).then(function (body) {
         return { ok: response.status === 201, body: body };

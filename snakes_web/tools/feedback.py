@@ -1,13 +1,19 @@
-"""`snakes-web feedback list|export DIR|purge`: the owner's side of the stored feedback."""
+"""`snakes-web feedback list|export DIR|purge`: the owner's side of the stored feedback.
+
+`purge` deletes only what it is told to: what an export wrote (``--from-export DIR``, from its manifest),
+entries up to an id, entries older than some days, or, with ``--all`` and a confirmation, everything.
+"""
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import sys
 from pathlib import Path
 
 from snakes_web.config import load_settings
 from snakes_web.feedback.database import Database
-from snakes_web.feedback.store import NONE_FOLDER, FeedbackStore
+from snakes_web.feedback.store import MANIFEST, NONE_FOLDER, FeedbackStore
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,8 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     export.add_argument("folder", type=Path, help="where (e.g. your photos folder: its class folders get the "
                                                   "corrections beside your photos)")
     export.set_defaults(act=export_feedback)
-    purge = actions.add_parser("purge", help="delete stored feedback (all of it, or older than --older-than)")
-    purge.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="only entries older than this")
+    purge = actions.add_parser("purge", help="delete stored feedback: what an export wrote, up to an id, older "
+                                             "than some days, or --all")
+    purge.add_argument("--from-export", type=Path, default=None, metavar="DIR",
+                       help=f"the entries the export into DIR wrote (its {MANIFEST}); later answers stay")
+    purge.add_argument("--through-id", type=int, default=None, metavar="ID", help="entries with this id or lower")
+    purge.add_argument("--older-than", type=float, default=None, metavar="DAYS", help="entries older than this")
+    purge.add_argument("--all", action="store_true", help="every entry (asks first, unless --yes)")
+    purge.add_argument("--yes", action="store_true", help="do not ask before --all")
     purge.set_defaults(act=purge_feedback)
 
 
@@ -53,21 +65,60 @@ def list_feedback(store: FeedbackStore, args: argparse.Namespace) -> int:
 
 
 def export_feedback(store: FeedbackStore, args: argparse.Namespace) -> int:
-    """Write every entry as <label>/feedback-<id>.jpg under the folder; say what went where."""
-    counts = store.export(args.folder)
-    total = sum(counts.values())
-    print(f"Wrote {total} photo(s) into {args.folder}:")
-    for folder, count in sorted(counts.items()):
+    """Write every entry as <label>/feedback-<id>-<nonce>.jpg under the folder, and a manifest; say what went where."""
+    exported = store.export(args.folder)
+    total = sum(exported.counts.values())
+    print(f"Wrote {total} photo(s) into {args.folder} (entries up to id {exported.through_id}):")
+    for folder, count in sorted(exported.counts.items()):
         note = ("  (not a class: `train` passes over it; words.csv has the visitors' words)"
                 if folder == NONE_FOLDER else "")
         print(f"  {folder:<20} {count:5d}{note}")
     print(f"Train on it:  snakes-web train {args.folder} --onnx")
+    print(f"Then delete what this export holds (answers given since stay):  "
+          f"snakes-web feedback purge --from-export {args.folder}")
     return 0
 
 
 def purge_feedback(store: FeedbackStore, args: argparse.Namespace) -> int:
-    """Delete entries and say how many."""
+    """Delete the entries the options select (``--all`` only after a yes) and say how many."""
+    through = args.through_id
+    if args.from_export is not None:
+        through = _manifest_through(store, args.from_export)
+        if through is None:
+            return 2
     older = datetime.timedelta(days=args.older_than) if args.older_than is not None else None
-    print(f"Deleted {store.purge(older)} entries.")
+    if through is None and older is None:
+        if not args.all:
+            print("Say what to delete: --from-export DIR (what an export wrote), --through-id ID, "
+                  "--older-than DAYS, or --all.", file=sys.stderr)
+            return 2
+        if not args.yes and not _confirmed(f"Delete all {store.count()} entries in {store.database.describe()}?"):
+            print("Nothing deleted.", file=sys.stderr)
+            return 1
+    print(f"Deleted {store.purge(older, through)} entries.")
     store.compact()
     return 0
+
+
+def _manifest_through(store: FeedbackStore, folder: Path) -> int | None:
+    """Return the last id the export into ``folder`` wrote, or None (said why) when its manifest does not do."""
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        through, database = int(manifest["through_id"]), str(manifest["database"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"{path} is not an export's manifest ({type(exc).__name__}): nothing deleted.", file=sys.stderr)
+        return None
+    if database != store.database.describe():
+        print(f"{path} was written from {database}, not {store.database.describe()}: nothing deleted.",
+              file=sys.stderr)
+        return None
+    return through
+
+
+def _confirmed(question: str) -> bool:
+    """Ask a yes/no question on the terminal; no terminal means no."""
+    if not sys.stdin.isatty():
+        print(f"{question} Not asked (no terminal): add --yes to mean it.", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")

@@ -36,8 +36,8 @@ def is_batch(request: Request) -> bool:
         raise upload_too_large() from None  # Werkzeug parses a form once: a later read would find it empty
 
 
-def classify_batch(app: Flask, request: Request, *, preview: bool = False,
-                   explain: ExplainRequest | None = None) -> list[Classified | SnakesError]:
+def classify_batch(app: Flask, request: Request, *, preview: bool = False, explain: ExplainRequest | None = None,
+                   receipt: bool = False) -> list[Classified | SnakesError]:
     """Classify every photo of a batch request; a failed one is its error, in its place.
 
     File parts are in the body already. URLs are fetched, decoded, classified and dropped one at a
@@ -52,11 +52,11 @@ def classify_batch(app: Flask, request: Request, *, preview: bool = False,
             continue
         try:
             if isinstance(item, bytes):
-                results.append(classify_data(app, item, preview=preview, explain=explain))
+                results.append(classify_data(app, item, preview=preview, explain=explain, receipt=receipt))
                 continue
             with budget_of(app).hold() as hold:
                 data = item.fetch(hold.take)
-                results.append(classify_data(app, data, preview=preview, explain=explain))
+                results.append(classify_data(app, data, preview=preview, explain=explain, receipt=receipt))
                 del data  # dropped before the next download starts
         except SnakesError as error:
             results.append(error)

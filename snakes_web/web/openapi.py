@@ -78,26 +78,42 @@ _PREDICT_ERRORS = {
 
 # --- issue 18: feedback ---
 _FEEDBACK_FIELDS = {
-    "token": {"type": "string", "description": "The `feedback_token` of the prediction's answer (valid for "
-                                               "`SNAKES_FEEDBACK_TOKEN_TTL` seconds, used once)."},
+    "receipt": {"type": "string", "maxLength": 4096,
+                "description": "The `feedback_receipt` of the prediction's answer (`POST /api/v1/predict?feedback=1`;"
+                               " valid for `SNAKES_FEEDBACK_TOKEN_TTL` seconds, answered once)."},
     "verdict": {"type": "string", "enum": list(VERDICTS),
                 "description": "`confirm`: the top prediction is right; `correct`: the right one is `label`; "
                                "`none`: none of the model's labels (`other` may say what it is)."},
     "label": {"type": "string", "description": "For `correct`: one of the model's labels (`GET /api/v1/model`)."},
     "other": {"type": "string", "maxLength": MAX_OTHER, "description": "For `none`: what it is, in your words."},
 }
-_FEEDBACK_BODY = {"type": "object", "properties": _FEEDBACK_FIELDS, "required": ["token", "verdict"]}
+_PHOTO_AGAIN = ("The photo comes back with the answer, exactly as classified (the receipt names its SHA-256): "
+                "`file` (multipart: the same bytes), `url` (the same address, fetched again under the same rules) "
+                "or `image` (base64: the result page's preview).")
+_FEEDBACK_BODY = {"type": "object", "description": _PHOTO_AGAIN, "required": ["receipt", "verdict"],
+                  "properties": {**_FEEDBACK_FIELDS, "url": _URL,
+                                 "image": {"type": "string", "contentEncoding": "base64"}}}
+_FEEDBACK_MULTIPART = {"type": "object", "description": _PHOTO_AGAIN, "required": ["receipt", "verdict"],
+                       "properties": {**_FEEDBACK_FIELDS, "url": _URL, "file": _FILE,
+                                      "image": {"type": "string", "contentEncoding": "base64"}}}
+_FEEDBACK_MULTIPART_CONTENT = {"schema": _FEEDBACK_MULTIPART,
+                               "encoding": {"file": {"contentType": "image/*, application/octet-stream"}}}
 _FEEDBACK_ERRORS = {
-    "400": _problem("No or a bad token (not ours, or too old), an unknown `verdict`, a `label` that is not one "
-                    f"of the model's, or `other` over {MAX_OTHER} characters."),
+    "400": _problem("No or a bad receipt (not ours, or too old; an old-style `token` is refused, saying so), an "
+                    f"unknown `verdict`, a `label` that is not one of the model's, `other` over {MAX_OTHER} "
+                    "characters, no photo, or a photo that is not the one the receipt was given for."),
     "404": _problem("Feedback is turned off on this server (`SNAKES_FEEDBACK=false`)."),
-    "409": _problem("Feedback for this prediction was already stored (`already-sent`); each token counts once."),
-    "413": _problem("The body is over its limit."),
-    "415": _problem("The body is neither JSON nor a form."),
+    "409": _problem("Feedback on this prediction was already stored (`already-sent`): each receipt is answered "
+                    "once, however it is encoded."),
+    "413": _problem("The body, the download or the photo's pixels are over their limits."),
+    "415": _problem("The body is neither JSON nor a form, or the photo is not an image we decode."),
+    "422": _problem("The photo is truncated or corrupt."),
     "429": _problem("This client sent more feedback than `SNAKES_FEEDBACK_RATE_LIMIT` allows (`rate-limited`); "
                     "retry after `Retry-After` seconds.", retry_after=True),
     "500": _problem("Something went wrong on the server; quote the request id."),
-    "503": _problem("The feedback database cannot be reached (`storage-unavailable`)."),
+    "503": _problem("The feedback database cannot be reached or feedback is misconfigured "
+                    "(`storage-unavailable`), or the server is busy (`overloaded`, `memory-busy`).",
+                    retry_after=True),
     "507": _problem("The feedback store is full (`quota-full`: `SNAKES_FEEDBACK_MAX_ITEMS` or "
                     "`SNAKES_FEEDBACK_MAX_BYTES`); nothing was stored."),
 }
@@ -144,6 +160,11 @@ def document() -> dict[str, Any]:
                                     "occlusion otherwise (then it costs about 50 forward passes). Absent: no "
                                     "heatmap, and no extra cost.",
                      "schema": {"type": "string", "examples": ["top", "horned viper"]}},
+                    {"name": "feedback", "in": "query", "required": False,
+                     "description": "`1`: add a `feedback_receipt` to the answer (to each answer of a batch), "
+                                    "for \"Is this right?\" (`POST /api/v1/feedback`). A few hundred bytes; "
+                                    "absent: no receipt and no extra cost.",
+                     "schema": {"type": "string", "enum": ["1", "0", "true", "false"]}},
                     _REQUEST_ID_PARAM],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {
@@ -166,12 +187,13 @@ def document() -> dict[str, Any]:
             "/api/v1/feedback": {"post": {
                 "tags": ["api"], "operationId": "feedback", "summary": "Say whether a prediction was right",
                 "description": "Only now is the photo stored (re-encoded, no metadata): send the prediction's "
-                               "`feedback_token` with `confirm`, `correct` and a `label`, or `none`.",
+                               "`feedback_receipt` with `confirm`, `correct` and a `label`, or `none`, and the "
+                               "photo again. The receipt is checked before anything is fetched or decoded.",
                 "parameters": [_REQUEST_ID_PARAM],
                 "requestBody": {"required": True, "content": {
                     JSON: {"schema": _FEEDBACK_BODY},
                     "application/x-www-form-urlencoded": {"schema": _FEEDBACK_BODY},
-                    "multipart/form-data": {"schema": _FEEDBACK_BODY}}},
+                    "multipart/form-data": _FEEDBACK_MULTIPART_CONTENT}},
                 "responses": {"201": _ok("Stored.", JSON, _ref("FeedbackStored")), **_FEEDBACK_ERRORS},
             }},
             "/api/v1/model": {"get": {
@@ -213,7 +235,7 @@ def document() -> dict[str, Any]:
                 "parameters": [_REQUEST_ID_PARAM],
                 "requestBody": {"required": True, "content": {
                     "application/x-www-form-urlencoded": {"schema": _FEEDBACK_BODY},
-                    "multipart/form-data": {"schema": _FEEDBACK_BODY}}},
+                    "multipart/form-data": _FEEDBACK_MULTIPART_CONTENT}},
                 "responses": {"200": _html("Thank you: what was stored."),
                               "4XX": _html("The problem explained (429 and 507 as for the API)."),
                               "5XX": _html("The problem explained.")},
@@ -269,9 +291,10 @@ def document() -> dict[str, Any]:
                                     "description": "Most likely first."},
                     "model": _ref("ModelSummary"),
                     "heatmap": _ref("Heatmap"),
-                    "feedback_token": {"type": "string",
-                                       "description": "Send it to `POST /api/v1/feedback` to say whether this "
-                                                      "was right (absent when feedback is off)."}}},
+                    "feedback_receipt": {"type": "string",
+                                         "description": "Only with `?feedback=1`: send it, with the photo, to "
+                                                        "`POST /api/v1/feedback` to say whether this was right "
+                                                        "(absent when feedback is off or not available now)."}}},
                 "BatchResult": {"type": "object", "required": ["results"], "properties": {
                     "results": {"type": "array", "description": "One entry per photo, in the order sent.",
                                 "items": {"oneOf": [_ref("PredictResult"), _ref("Problem")]}}}},

@@ -34,7 +34,7 @@ def classify() -> tuple[str, int, dict[str, str]]:
     model = holder_of(current_app).get().describe()
     try:
         if is_batch(request):
-            outcomes = classify_batch(current_app, request, preview=True, explain=_explain())
+            outcomes = classify_batch(current_app, request, preview=True, explain=_explain(), receipt=True)
             for item in outcomes:
                 if isinstance(item, SnakesError):
                     log_server_error(item)
@@ -64,8 +64,8 @@ def _classify_one() -> Classified:
         data = example_bytes(example)
         if data is None:
             raise BadRequest("There is no example photo of that name.")
-        return classify_data(current_app, data, preview=True, explain=_explain())
-    return classify_request(current_app, request, allow_json=False, preview=True, explain=_explain())
+        return classify_data(current_app, data, preview=True, explain=_explain(), receipt=True)
+    return classify_request(current_app, request, allow_json=False, preview=True, explain=_explain(), receipt=True)
 
 
 def _card(item: Classified | SnakesError, model: dict[str, Any]) -> dict[str, Any]:
@@ -75,8 +75,7 @@ def _card(item: Classified | SnakesError, model: dict[str, Any]) -> dict[str, An
     result = result_payload(item.predictions, model, heatmap=item.heatmap)
     shown, rest = answers_that_matter(result["predictions"], current_app.config["SHOW_ABOVE"])
     preview = base64.b64encode(item.preview or b"").decode("ascii")
-    return {"result": result, "shown": shown, "rest": rest, "preview": preview,
-            "feedback_token": item.feedback_token}
+    return {"result": result, "shown": shown, "rest": rest, "preview": preview, "receipt": item.receipt}
 
 
 def _page(**context: Any) -> str:

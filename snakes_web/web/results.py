@@ -21,17 +21,26 @@ def parse_top(raw: str | None, available: int) -> int:
     return min(int(raw), available)
 
 
+def parse_feedback(raw: str | None) -> bool:
+    """Read the ``feedback`` query parameter: whether the answer should carry a feedback receipt."""
+    if raw is None or raw == "" or raw.lower() in ("0", "false", "no"):
+        return False
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    raise BadRequest("`feedback` must be 1 (add a feedback receipt to the answer) or 0.")
+
+
 def result_payload(predictions: Sequence[Prediction], model: dict[str, Any],
                    top: int | None = None, heatmap: dict[str, Any] | None = None,
-                   feedback_token: str | None = None) -> dict[str, Any]:
-    """Return the response body: predictions (most likely first), the model, any heatmap, the feedback token."""
+                   receipt: str | None = None) -> dict[str, Any]:
+    """Return the response body: predictions (most likely first), the model, any heatmap, the feedback receipt."""
     shown = predictions[:top] if top is not None else predictions
     summary = {key: model[key] for key in ("name", "backend", "labels", "input_size") if key in model}
     body: dict[str, Any] = {"predictions": [p.as_dict() for p in shown], "model": summary}
     if heatmap is not None:
         body["heatmap"] = heatmap
-    if feedback_token:
-        body["feedback_token"] = feedback_token
+    if receipt:
+        body["feedback_receipt"] = receipt
     return body
 
 

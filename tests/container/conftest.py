@@ -85,11 +85,11 @@ def wait_healthy(base: str, container: str, seconds: float = 120) -> float:
     pytest.fail(f"{container} never answered /healthz:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
 
 
-def predict_photo(base: str) -> dict:  # type: ignore[type-arg]
-    """POST the cat photo to the API and return its JSON answer."""
+def predict_photo(base: str, query: str = "") -> dict:  # type: ignore[type-arg]
+    """POST the cat photo to the API (``query``: e.g. ``?feedback=1``) and return its JSON answer."""
     with (DATA / "chelsea.jpg").open("rb") as photo:
-        response = requests.post(f"{base}/api/v1/predict", files={"file": ("chelsea.jpg", photo, "image/jpeg")},
-                                 timeout=60)
+        response = requests.post(f"{base}/api/v1/predict{query}",
+                                 files={"file": ("chelsea.jpg", photo, "image/jpeg")}, timeout=60)
     assert response.status_code == 200, response.text
     return response.json()  # type: ignore[no-any-return]
 

@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.container.conftest import PREFIX, predict_photo, run, tool, wait_healthy
+from tests.container.conftest import DATA, PREFIX, predict_photo, run, tool, wait_healthy
 
 pytestmark = pytest.mark.container
 
@@ -29,8 +29,10 @@ def test_feedback_is_stored_on_the_data_volume_and_outlives_the_container(prod_i
         "-v", f"{volume}:/data", "-p", f"127.0.0.1:{port}:8000", prod_image)
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, container_name)
-    token = predict_photo(base)["feedback_token"]
-    stored = requests.post(f"{base}/api/v1/feedback", json={"token": token, "verdict": "confirm"}, timeout=30)
+    receipt = predict_photo(base, "?feedback=1")["feedback_receipt"]
+    stored = requests.post(f"{base}/api/v1/feedback", data={"receipt": receipt, "verdict": "confirm"},
+                           files={"file": ("chelsea.jpg", (DATA / "chelsea.jpg").read_bytes(), "image/jpeg")},
+                           timeout=30)
     assert stored.status_code == 201, stored.text
     run(tool("podman"), "rm", "-f", "-t", "5", container_name)
     listed = run(tool("podman"), "run", "--rm", "--read-only", "-v", f"{volume}:/data", prod_image,
