@@ -66,6 +66,15 @@ def test_the_bench_measures_all_scenarios_and_writes_the_tables(smoke_report: st
         assert sum(int(n) for n in row[7].split("/")) == 26 and row[8].endswith(" of 8")
         assert float(row[2]) > 0 and float(row[1]) > 0
 
+    assert "## Feedback's price: a prediction nobody answers" in text
+    price = {row[0]: row for row in cells(lines, "| server | img/s | vs feedback off |")}
+    off, plain, asked = (price[name] for name in ("feedback off (`SNAKES_FEEDBACK=false`)",
+                                                  "as shipped, no receipt asked (an API client)",
+                                                  "as shipped, `?feedback=1` (the page's script)"))
+    assert off[2] == "1.00×" and all(row[6] == "0" and float(row[1]) > 0 for row in (off, plain, asked))
+    assert int(plain[5].replace(",", "")) == int(off[5].replace(",", ""))  # no receipt: the same answer
+    assert int(asked[5].replace(",", "")) > int(plain[5].replace(",", "")) + 100  # the receipt is in it
+
     assert "**Slow clients.**" in text
     slow = {row[0]: row for row in cells(lines, "| config | slow uploads held")}
     assert set(slow) == {"threaded (now)", "sync (before)"}

@@ -32,31 +32,39 @@ def post(host: str, port: int, body: bytes, content_type: str) -> int:
         connection.close()
 
 
-def raw_request(host: str, port: int, body: bytes, content_type: str) -> bytes:
-    """Return the bytes of one HTTP/1.1 POST to /api/v1/predict, built once and sent as is."""
-    head = (f"POST /api/v1/predict HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
+def raw_request(host: str, port: int, body: bytes, content_type: str, path: str = "/api/v1/predict") -> bytes:
+    """Return the bytes of one HTTP/1.1 POST to ``path``, built once and sent as is."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
     return head + body
 
 
 def send(host: str, port: int, request: bytes) -> int:
     """Send a prepared request on a new connection, read the answer to the end; return the status."""
+    return exchange(host, port, request)[0]
+
+
+def exchange(host: str, port: int, request: bytes) -> tuple[int, int]:
+    """Send a prepared request on a new connection; return the answer's status and body size in bytes."""
     with socket.create_connection((host, port), timeout=120) as sock:
         sock.sendall(request)
         chunks = []
         while chunk := sock.recv(65536):
             chunks.append(chunk)
     answer = b"".join(chunks)
-    return int(answer[9:12]) if answer.startswith(b"HTTP/1.") else 0
+    if not answer.startswith(b"HTTP/1."):
+        return 0, 0
+    return int(answer[9:12]), len(answer) - answer.find(b"\r\n\r\n") - 4
 
 
-def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, duration: float) -> Load:
+def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, duration: float,
+          path: str = "/api/v1/predict") -> Load:
     """Keep ``concurrency`` requests in flight: ``warmup`` seconds unmeasured, then ``duration`` measured.
 
     Requests are prepared once and sent over plain sockets: the load generator shares the cores
     with the server, so it does as little per request as it can.
     """
-    request = raw_request(host, port, *multipart(image.read_bytes(), image.name))
+    request = raw_request(host, port, *multipart(image.read_bytes(), image.name), path=path)
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + duration
     latencies: list[float] = []
@@ -81,4 +89,5 @@ def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, du
         thread.start()
     for thread in threads:
         thread.join()
-    return Load(len(latencies), duration, latencies, counts["errors"], counts["total"])
+    return Load(len(latencies), duration, latencies, counts["errors"], counts["total"],
+                answer_bytes=exchange(host, port, request)[1])

@@ -82,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--style", choices=list(BASELINES), default=STRONGEST, help=argparse.SUPPRESS)
     parser.add_argument("--image", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--path", default="/api/v1/predict", help=argparse.SUPPRESS)
     parser.add_argument("--images", help=argparse.SUPPRESS)
     parser.add_argument("--launched", type=float, default=0.0, help=argparse.SUPPRESS)
 
@@ -89,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Dispatch on the role: the bench itself, or one of its helper processes."""
     if args.role == "client":
-        load = drive("127.0.0.1", args.port, args.image, args.concurrency, args.warmup, args.duration)
+        load = drive("127.0.0.1", args.port, args.image, args.concurrency, args.warmup, args.duration, args.path)
         print(json.dumps(load.__dict__))
         return 0
     if args.role == "baseline":
@@ -148,6 +149,11 @@ def bench(args: argparse.Namespace) -> int:
 
         extra += explain_section(args.model, onnx_model, images["1 MP JPEG"], "1 MP JPEG", work, args.duration * 2)
         if args.int8:
+            print("feedback's price: the int8 server with feedback off, as shipped, and asked for receipts ...",
+                  flush=True)
+            from .receipts import receipts_section
+
+            extra += receipts_section(models["int8"], images["1 MP JPEG"], args, work)
             print("memory: decode bombs and held uploads, bounded and with the limits off ...", flush=True)
             from .memory import memory_section
 

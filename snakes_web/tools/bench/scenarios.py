@@ -36,6 +36,7 @@ class Load:
     total: int = 0                 # requests sent, warm-up included (for CPU per image)
     cpu_ms_per_image: float = float("nan")  # CPU time of the serving processes per image
     client_cpu_ms: float = float("nan")     # CPU time of the load generator per request
+    answer_bytes: int = 0                   # size of one answer's body
 
     @property
     def rate(self) -> float:

@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .client import multipart, post
@@ -18,11 +18,14 @@ from .slow_clients import slow_clients
 
 
 def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namespace, log: Path,
-          extra: Sequence[str] = (), slow: SlowPlan | None = None) -> Scenario:
-    """Start our gunicorn on ``model`` (``extra``: more gunicorn arguments), time its first answer,
-    load it with each image, then (with ``slow``) measure it under slow clients, and stop it."""
+          extra: Sequence[str] = (), slow: SlowPlan | None = None, settings: Mapping[str, str] | None = None,
+          path: str = "/api/v1/predict") -> Scenario:
+    """Start our gunicorn on ``model`` (``extra``: more gunicorn arguments; ``settings``: more environment),
+    time its first answer, load it with each image on ``path``, then (with ``slow``) measure it under slow
+    clients, and stop it."""
     port = free_port()
-    env = {**os.environ, "SNAKES_MODEL": str(model), "SNAKES_LOG_LEVEL": "info"}  # info: the sizing line
+    env = {**os.environ, "SNAKES_MODEL": str(model), "SNAKES_LOG_LEVEL": "info",  # info: the sizing line
+           **(settings or {})}
     if args.workers:
         env["SNAKES_WORKERS"] = str(args.workers)
     if slow is not None:  # the slow URLs are served by the bench, on loopback
@@ -51,10 +54,10 @@ def serve(name: str, model: Path, images: dict[str, Path], args: argparse.Namesp
                 raise RuntimeError(f"{name}: no answer within 300 s; see {log}")
         scenario.start_to_first_answer_s = time.monotonic() - launched
         workers = children(process.pid)
-        for label, path in images.items():
+        for label, image in images.items():
             serving = [process.pid, *workers]
             before = cpu_seconds(serving)
-            load = client(port, path, args)
+            load = client(port, image, args, path)
             load.cpu_ms_per_image = (cpu_seconds(serving) - before) * 1000 / max(1, load.total)
             scenario.loads[label] = load
         scenario.rss_mb = [rss_mb(pid) for pid in workers]
@@ -88,12 +91,12 @@ def run_baseline(style: str, args: argparse.Namespace, images: dict[str, Path]) 
                     raw["start_to_first_answer_s"], f"1 process × {raw['threads']} threads; {how}")
 
 
-def client(port: int, image: Path, args: argparse.Namespace) -> Load:
-    """Run the load generator in its own process and return what it measured."""
+def client(port: int, image: Path, args: argparse.Namespace, path: str = "/api/v1/predict") -> Load:
+    """Run the load generator in its own process (posting to ``path``) and return what it measured."""
     import resource
 
     command = [sys.executable, "-m", "snakes_web.tools.bench.command", "--role", "client", "--port", str(port),
-               "--image", str(image), "--concurrency", str(args.concurrency),
+               "--image", str(image), "--path", path, "--concurrency", str(args.concurrency),
                "--warmup", str(args.warmup), "--duration", str(args.duration)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # counts children once they are waited for
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=args.duration * 10 + 300)

@@ -1,0 +1,53 @@
+"""The bench's feedback scenario: what "Is this right?" costs a prediction that does not answer it.
+
+The int8 server on the 1 MP JPEG three ways, alternated over rounds in one run: feedback off, as
+shipped (a JavaScript frontend's request, no receipt asked), and as shipped asked for a receipt
+(``?feedback=1``, what the page's script sends). Images/s, CPU per image and the answer's size.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .scenarios import Scenario
+from .servers import serve
+
+PREDICT = "/api/v1/predict"
+#: (name, environment, path) of each way.
+WAYS: tuple[tuple[str, dict[str, str], str], ...] = (
+    ("feedback off (`SNAKES_FEEDBACK=false`)", {"SNAKES_FEEDBACK": "false"}, PREDICT),
+    ("as shipped, no receipt asked (an API client)", {}, PREDICT),
+    ("as shipped, `?feedback=1` (the page's script)", {}, PREDICT + "?feedback=1"))
+
+
+def receipts_section(model: Path, image: Path, args: argparse.Namespace, work: Path) -> str:
+    """Measure each way ``rounds`` times, alternating, and return the Markdown section."""
+    rounds = 1 if args.smoke else 2
+    label = "1 MP JPEG"
+    runs: dict[str, list[Scenario]] = {name: [] for name, _, _ in WAYS}
+    for turn in range(rounds):
+        for index, (name, settings, path) in enumerate(WAYS):
+            print(f"  {name}, round {turn + 1} of {rounds} ...", flush=True)
+            runs[name].append(serve(name, model, {label: image}, args, work / f"receipts-{index}-{turn}.log",
+                                    settings={**settings, "SNAKES_DATA_DIR": str(work / "feedback-data")},
+                                    path=path))
+    off = _mean_rate(runs[WAYS[0][0]], label)
+    lines = ["", "## Feedback's price: a prediction nobody answers", "",
+             f"The int8 server (its shipped defaults but the one setting named), {args.concurrency} uploads of "
+             f"the {label} in flight, each way measured {rounds} time(s), alternated, in this run; the mean. "
+             "A receipt is asked for only with `?feedback=1`; feedback off asks no question at all.", "",
+             "| server | img/s | vs feedback off | CPU ms / image | p50 ms | answer bytes | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, _, _ in WAYS:
+        loads = [scenario.loads[label] for scenario in runs[name]]
+        rate = _mean_rate(runs[name], label)
+        cpu = sum(load.cpu_ms_per_image for load in loads) / len(loads)
+        p50 = sum(load.percentile(50) for load in loads) / len(loads)
+        lines.append(f"| {name} | {rate:.1f} | {rate / off if off else float('nan'):.2f}× | {cpu:.1f} | {p50:.0f} "
+                     f"| {loads[-1].answer_bytes:,} | {sum(load.errors for load in loads)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _mean_rate(scenarios: list[Scenario], label: str) -> float:
+    """Return the mean images/s of one way over its rounds."""
+    return sum(s.loads[label].rate for s in scenarios) / len(scenarios)
