@@ -21,7 +21,7 @@ run: $(VENV)/.installed $(SNAKES_MODEL)
 	SNAKES_MODEL=$(SNAKES_MODEL) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Measure learn.predict vs our server on both backends, threaded vs sync workers and slow clients;
-# writes docs/benchmarks.md (about 5 minutes).
+# writes docs/benchmarks.md (about 20 minutes; BENCH_ARGS=--no-recipes skips training the recipes).
 bench: $(VENV)/.installed $(MODEL)
 	$(BIN)/snakes-web bench --model $(MODEL) $(BENCH_ARGS)
 

@@ -65,6 +65,9 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("MODEL", "models/export.pkl", str,
             "Path of the fastai `export.pkl` to serve (relative paths start at the working directory)."),
+    Setting("MODEL_CODE", "", str,
+            "Comma-separated modules or `.py` files to import before loading a fastai export whose pickle names "
+            "the notebook's own functions (`get_y=label_func`): `__main__` names are looked up in them."),
     Setting("MODEL_NAME", "", str,
             "Name shown for the model; empty means the name stored in the model, else the file name."),
     Setting("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, int,

@@ -110,3 +110,23 @@ def cells(lines: list[str], header: str) -> list[list[str]]:
             break
         rows.append([cell.strip() for cell in line.strip("|").split("|")])
     return rows
+
+
+def test_the_bench_serves_a_trained_recipe_on_both_backends(smoke_report: str) -> None:
+    lines = smoke_report.splitlines()
+    assert "## Your own model: each recipe on ONNX against the fastai backend" in smoke_report
+    [row] = cells(lines, "| recipe | network | ONNX img/s |")  # smoke: the first recipe only
+    assert row[0] == "presizing" and row[1] == "resnet18" and row[4].endswith("×") and row[7] == "0"
+    assert float(row[2]) > 0 and float(row[3]) > 0 and all(float(mb) > 0 for mb in row[6].replace("/", ",").split(","))
+    assert "**What the batch resize costs.**" in smoke_report and "with the resample" in smoke_report
+
+
+def test_a_later_recipes_run_replaces_only_its_own_section() -> None:
+    from snakes_web.tools.bench.command import splice
+
+    heading = "## Your own model"
+    before = f"# Benchmarks\n\n| a |\n\n{heading}\n\nold table\n\n## Memory\n\nkept\n"
+    after = splice(before, heading, f"\n{heading}\n\nnew table\n", "*later run*")
+    assert after == f"# Benchmarks\n\n| a |\n\n{heading}\n\n*later run*\n\nnew table\n\n## Memory\n\nkept\n"
+    appended = splice("# Benchmarks\n", heading, f"\n{heading}\n\nnew\n", "*n*")
+    assert appended == f"# Benchmarks\n\n{heading}\n\n*n*\n\nnew\n"

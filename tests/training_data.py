@@ -7,33 +7,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
-#: Each class is a shape in its colour on a grey background of random brightness.
-COLOURS = {"blue": (40, 70, 210), "green": (40, 180, 60), "red": (210, 40, 40)}
-
-
-def colour_photo(colour: tuple[int, int, int], rng: random.Random) -> Image.Image:
-    """Draw one photo: a disc or a square of ``colour`` (give or take) near the middle, random size and grey."""
-    width, height = rng.randint(90, 130), rng.randint(90, 130)
-    grey = rng.randint(120, 220)
-    image = Image.new("RGB", (width, height), (grey, grey, grey))
-    draw = ImageDraw.Draw(image)
-    x, y, r = width // 2 + rng.randint(-10, 10), height // 2 + rng.randint(-10, 10), rng.randint(30, 40)
-    shade = tuple(max(0, min(255, v + rng.randint(-25, 25))) for v in colour)
-    (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x - r, y - r, x + r, y + r), fill=shade)
-    return image
-
-
-def make_colour_dataset(root: Path, per_class: int = 30, seed: int = 0,
-                        classes: tuple[str, ...] = tuple(COLOURS)) -> Path:
-    """Write ``per_class`` JPEGs per class in the one-folder-per-class layout; return ``root``."""
-    rng = random.Random(seed)
-    for label in classes:
-        (root / label).mkdir(parents=True, exist_ok=True)
-        for index in range(per_class):
-            colour_photo(COLOURS[label], rng).save(root / label / f"{index}.jpg", quality=90)
-    return root
+from snakes_web.tools.bench.recipes import COLOURS, colour_photo, make_colour_dataset
 
 
 def held_out_photos(seed: int = 1000, per_class: int = 4) -> list[tuple[str, Image.Image]]:

@@ -10,7 +10,8 @@ from PIL import Image
 from snakes_web.exceptions import ModelLoadError
 
 from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
-from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
+from .model_code import CODE_SETTING, HOW, MissingCode, in_use, pickle_module
+from .predictor import MODEL_SETTING, Prediction, check_model_file, described_threshold, ranked
 from .quiet import quiet
 from .transforms import UnsupportedExport, needed_side, preprocessing_of
 
@@ -35,6 +36,8 @@ class FastaiPredictor:
         self.min_side = needed_side(self._steps)  # None when the steps are unknown or start with a crop
         self._cam = _cam_of(self._learner, self.input_size)
         self.explains_with = "cam" if self._cam is not None else "occlusion"
+        #: Multi-label models: the probability above which ``predict`` names a label (else None).
+        self.threshold = _threshold(self._learner, len(self.labels))
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Run ``Learner.predict`` on an RGB image."""
@@ -79,7 +82,32 @@ class FastaiPredictor:
     def describe(self) -> dict[str, Any]:
         """Return the model's name, backend, input size and labels."""
         return {"name": self.name, "backend": self.backend, "input_size": self.input_size,
-                "labels": len(self.labels), "vocab": list(self.labels)}
+                "labels": len(self.labels), "vocab": list(self.labels), **described_threshold(self.threshold)}
+
+
+def activation_of(learner: Any, classes: int) -> str:
+    """Name what ``get_preds`` applies to the model's output: "softmax", "sigmoid" or "none"."""
+    import torch
+
+    activation = getattr(learner.loss_func, "activation", None)
+    if activation is None:
+        return "none"
+    probe = torch.linspace(-3.0, 2.5, 2 * classes).reshape(2, classes)
+    out = activation(probe.clone())
+    candidates = {"softmax": torch.softmax(probe, dim=-1), "sigmoid": torch.sigmoid(probe), "none": probe}
+    for name, expected in candidates.items():
+        if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.allclose(out, expected, atol=1e-6):
+            return name
+    raise UnsupportedExport(f"the loss function's activation ({type(learner.loss_func).__name__}) is not softmax, "
+                            f"sigmoid or none")
+
+
+def threshold_of(learner: Any, activation: str) -> float | None:
+    """Return the threshold above which a multi-label model's ``predict`` names a label (None: single-label)."""
+    threshold = getattr(learner.loss_func, "thresh", None)
+    if activation != "sigmoid" or threshold is None:
+        return None
+    return float(threshold)
 
 
 def load_learner_quietly(path: Path) -> Any:
@@ -91,12 +119,21 @@ def load_learner_quietly(path: Path) -> Any:
     check_model_file(path)
     try:
         with quiet():  # fastai warns on every load that pickles run code; we load only our file
-            learner = load_learner(path, cpu=True)
+            learner = load_learner(path, cpu=True, pickle_module=pickle_module())
     except UnboundLocalError:
         # fastai 2.8 swallows an ImportError inside load_learner and then trips on this.
+        module = _missing_module(path)
         raise ModelLoadError(
-            f"{path} needs the module {_missing_module(path)!r}, which is not importable here; "
-            f"install what the model was trained with, or point {MODEL_SETTING} at another model."
+            f"{path} needs the module {module!r}, which is not importable here: install what the model was "
+            f"trained with, or, if it is your own file, name it in {CODE_SETTING}=path/to/"
+            f"{module.replace('.', '/')}.py (`snakes-web predict|export-onnx|serve --code path/to/"
+            f"{module.replace('.', '/')}.py`)."
+        ) from None
+    except MissingCode as exc:
+        where = f" (not in {', '.join(in_use())})" if in_use() else ""
+        raise ModelLoadError(
+            f"{path} was exported from a notebook or script and names its own {exc.missing!r}{where}: "
+            f"{HOW}."
         ) from None
     except AttributeError as exc:
         if not str(exc).startswith("Custom classes"):  # fastai's wording for an unpickling failure
@@ -104,7 +141,7 @@ def load_learner_quietly(path: Path) -> Any:
         cause = str(exc).splitlines()[-1].strip()  # fastai's preamble, then pickle's own words
         raise ModelLoadError(
             f"{path} refers to a function or class that is not importable here ({cause}); "
-            f"define it in an importable module before loading, or set {MODEL_SETTING}."
+            f"{HOW}, or set {MODEL_SETTING} to another model."
         ) from None
     except Exception as exc:  # a pickle can fail in any way; say which file and which setting
         raise ModelLoadError(
@@ -123,7 +160,7 @@ def _missing_module(path: Path) -> str:
     import torch
 
     try:
-        torch.load(path, map_location="cpu", weights_only=False)
+        torch.load(path, map_location="cpu", weights_only=False, pickle_module=pickle_module())
     except ImportError as exc:
         return exc.name or str(exc)
     except Exception:  # noqa: BLE001 - any other failure: we only wanted the import error
@@ -159,6 +196,14 @@ def _steps(learner: Any) -> list[dict[str, Any]]:
     except UnsupportedExport:
         return []
     return steps
+
+
+def _threshold(learner: Any, classes: int) -> float | None:
+    """Return a multi-label model's threshold; None for any other (an unusual activation serves as it is)."""
+    try:
+        return threshold_of(learner, activation_of(learner, classes))
+    except UnsupportedExport:
+        return None
 
 
 def _cam_of(learner: Any, input_size: list[int] | None) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from PIL import Image
 from snakes_web.exceptions import ModelLoadError
 from snakes_web.extensions import Slot
 
+from .model_code import split_sources
 from .predictor import MODEL_SETTING, Predictor
 
 #: Model file suffixes and the backend module that serves them (imported only when chosen).
@@ -35,13 +36,19 @@ def backend_for(path: Path) -> str:
                          f"check {MODEL_SETTING}.")
 
 
-def load_predictor(path: Path, name: str = "", threads: int = 0) -> Predictor:
-    """Load the model at ``path`` with the backend its file type calls for."""
+def load_predictor(path: Path, name: str = "", threads: int = 0, code: Sequence[str] = ()) -> Predictor:
+    """Load the model at ``path`` with the backend its file type calls for.
+
+    ``code``: modules or ``.py`` files a fastai export's pickle needs (``model_code``); an ONNX file needs none.
+    """
     if backend_for(path) == "onnx":
         from .onnx_backend import OnnxPredictor  # onnxruntime + numpy only: no torch, no fastai
 
         return OnnxPredictor(path, name=name, threads=threads)
     from .fastai_backend import FastaiPredictor
+    from .model_code import use_code
+
+    use_code(code)
 
     return FastaiPredictor(path, name=name, threads=threads)
 
@@ -66,6 +73,7 @@ class PredictorHolder:
         self._path = Path(settings["MODEL"]).expanduser()
         self._name = str(settings.get("MODEL_NAME", ""))
         self._threads = int(settings.get("TORCH_THREADS", 0))
+        self._code = split_sources(str(settings.get("MODEL_CODE", "")))
         self._predictor = predictor
         self._warm = False
         self._lock = threading.Lock()
@@ -82,7 +90,7 @@ class PredictorHolder:
             with self._lock:
                 if self._predictor is None:
                     started = time.perf_counter()
-                    self._predictor = load_predictor(self._path, self._name, self._threads)
+                    self._predictor = load_predictor(self._path, self._name, self._threads, self._code)
                     for listener in self.on_load:
                         listener(time.perf_counter() - started)
         return self._predictor

@@ -15,11 +15,13 @@ from PIL import Image
 from snakes_web.exceptions import ModelLoadError
 
 from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
-from .predictor import MODEL_SETTING, Prediction, check_model_file, ranked
-from .transforms import PAD_MODES, RESAMPLES, RESIZE_METHODS, apply_steps, needed_side, to_input
+from .predictor import MODEL_SETTING, Prediction, check_model_file, described_threshold, ranked
+from .transforms import PAD_MODES, RESAMPLES, RESIZE_METHODS, Resample, apply_steps, needed_side, to_input
 
-#: Version of the metadata layout ``onnx_export`` writes; files of another layout are refused.
-METADATA_FORMAT = "1"
+#: Versions of the metadata layout ``onnx_export`` writes; files of another layout are refused.
+#: "2" adds a batch resize (``resample``) that a reader of "1" would skip, so it must not read those files.
+METADATA_FORMAT, RESAMPLE_FORMAT = "1", "2"
+READABLE_FORMATS = frozenset({METADATA_FORMAT, RESAMPLE_FORMAT})
 ACTIVATIONS = ("softmax", "sigmoid", "none")
 #: The optional second output ``export-onnx`` writes: N × classes × h × w class activation maps.
 CAM_OUTPUT = "cam"
@@ -40,6 +42,9 @@ class OnnxPredictor:
         self._steps: list[dict[str, Any]] = meta["preprocess"]
         self._div, self._mean, self._std = meta["div"], meta["mean"], meta["std"]
         self._activation: str = meta["activation"]
+        self._resample: Resample | None = meta["resample"]
+        #: Multi-label models: the probability above which fastai's ``predict`` names a label (else None).
+        self.threshold: float | None = meta["threshold"]
         self.input_name: str = self._session.get_inputs()[0].name
         outputs = [output.name for output in self._session.get_outputs()]
         self._scores_output = outputs[0]
@@ -52,7 +57,7 @@ class OnnxPredictor:
     def prepare(self, image: Image.Image) -> np.ndarray:
         """Preprocess like fastai: item transforms in Pillow, then scale and normalise into a 1×3×H×W batch."""
         rgb = image if image.mode == "RGB" else image.convert("RGB")
-        return to_input(apply_steps(rgb, self._steps), self._div, self._mean, self._std)
+        return to_input(apply_steps(rgb, self._steps), self._div, self._mean, self._std, self._resample)
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Preprocess like fastai, run the network, apply the loss function's activation."""
@@ -82,7 +87,7 @@ class OnnxPredictor:
     def describe(self) -> dict[str, Any]:
         """Return the model's name, backend, input size and labels."""
         return {"name": self.name, "backend": self.backend, "input_size": list(self.input_size),
-                "labels": len(self.labels), "vocab": list(self.labels)}
+                "labels": len(self.labels), "vocab": list(self.labels), **described_threshold(self.threshold)}
 
 
 def open_session(path: Path, threads: int) -> Any:
@@ -108,13 +113,15 @@ def open_session(path: Path, threads: int) -> Any:
 def _metadata(session: Any, path: Path) -> dict[str, Any]:
     """Read and check what ``snakes-web export-onnx`` stored in the file."""
     props: dict[str, str] = dict(session.get_modelmeta().custom_metadata_map)
-    if props.get("snakes_web.format") != METADATA_FORMAT:
+    if props.get("snakes_web.format") not in READABLE_FORMATS:
         raise ModelLoadError(f"{path} has no snakes-web metadata (vocab, preprocessing); convert the fastai "
                              f"export with `snakes-web export-onnx export.pkl {path.name}`.")
     try:
         meta = {key: json.loads(props[key]) for key in ("vocab", "input_size", "preprocess", "div", "mean", "std")}
         meta["model_name"], meta["activation"] = props.get("model_name", ""), props["activation"]
         meta["quantization"] = props.get("quantization", "")
+        meta["threshold"] = json.loads(props["threshold"]) if "threshold" in props else None
+        meta["resample"] = Resample(json.loads(props["resample"])) if "resample" in props else None
         _check(meta)
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"{path} has damaged snakes-web metadata ({type(exc).__name__}: {exc}); convert "
@@ -128,6 +135,10 @@ def _check(meta: dict[str, Any]) -> None:
         raise ValueError("empty or non-text vocab")
     if meta["activation"] not in ACTIVATIONS:
         raise ValueError(f"unknown activation {meta['activation']!r}")
+    if meta["threshold"] is not None and not isinstance(meta["threshold"], (int, float)):
+        raise ValueError(f"threshold {meta['threshold']!r} is not a number")
+    if meta["resample"] is not None and list(meta["resample"].size) != list(meta["input_size"]):
+        raise ValueError("the resample's size is not the input size")
     for step in meta["preprocess"]:
         if step["op"] not in {"resize", "crop_pad"} or step["pad_mode"] not in PAD_MODES:
             raise ValueError(f"unknown step {step!r}")

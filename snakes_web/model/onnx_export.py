@@ -7,7 +7,10 @@ the learner and written into the file's ``metadata_props``:
 - the item transforms of the validation split (``Resize``, ``CropPad``, ``RandomCrop``,
   ``RandomResizedCrop``), as the steps ``transforms`` runs in Pillow (read by ``transforms.preprocessing_of``);
 - the batch transforms ``IntToFloatTensor`` (the divisor) and ``Normalize`` (mean and std);
-- the loss function's activation (softmax, sigmoid or none), which ``get_preds`` applies;
+- the batch transforms that resize on the validation split (``aug_transforms(size=…)``,
+  ``RandomResizedCropGPU``), measured into a separable map by ``resampling.extract``;
+- the loss function's activation (softmax, sigmoid or none), which ``get_preds`` applies, and for
+  multi-label models (``MultiCategoryBlock``) the threshold above which ``predict`` names a label;
 - the vocab, the input size and the model's name.
 
 Anything else that would run at prediction time is refused with one line naming it.
@@ -19,26 +22,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .onnx_backend import METADATA_FORMAT  # the layout the backend reads; no torch there
+from .onnx_backend import METADATA_FORMAT, RESAMPLE_FORMAT  # the layouts the backend reads; no torch there
 from .quiet import quiet
 from .transforms import UnsupportedExport, preprocessing_of
-
-
-def activation_of(learner: Any, classes: int) -> str:
-    """Name what ``get_preds`` applies to the model's output: "softmax", "sigmoid" or "none"."""
-    import torch
-
-    activation = getattr(learner.loss_func, "activation", None)
-    if activation is None:
-        return "none"
-    probe = torch.linspace(-3.0, 2.5, 2 * classes).reshape(2, classes)
-    out = activation(probe.clone())
-    candidates = {"softmax": torch.softmax(probe, dim=-1), "sigmoid": torch.sigmoid(probe), "none": probe}
-    for name, expected in candidates.items():
-        if isinstance(out, torch.Tensor) and out.shape == expected.shape and torch.allclose(out, expected, atol=1e-6):
-            return name
-    raise UnsupportedExport(f"the loss function's activation ({type(learner.loss_func).__name__}) is not softmax, "
-                            f"sigmoid or none")
 
 
 def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18,
@@ -50,13 +36,14 @@ def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18
     """
     import torch
 
-    from .fastai_backend import load_learner_quietly
+    from .fastai_backend import activation_of, load_learner_quietly, threshold_of
 
     learner = load_learner_quietly(Path(source))
     vocab = [str(label) for label in learner.dls.vocab]
     if getattr(learner.dls, "n_inp", 1) != 1:
         raise UnsupportedExport(f"the export takes {learner.dls.n_inp} inputs; only one image is supported")
     prep = preprocessing_of(learner)
+    activation = activation_of(learner, len(vocab))
     metadata = {
         "snakes_web.format": METADATA_FORMAT,
         "model_name": name or getattr(learner.model, "model_name", "") or Path(source).stem,
@@ -67,8 +54,18 @@ def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18
         "div": json.dumps(prep["div"]),
         "mean": json.dumps(prep["mean"]),
         "std": json.dumps(prep["std"]),
-        "activation": activation_of(learner, len(vocab)),
+        "activation": activation,
     }
+    threshold = threshold_of(learner, activation)
+    if threshold is not None:
+        metadata["threshold"] = json.dumps(threshold)
+    if prep["batch_resizes"]:
+        from .resampling import extract
+
+        step = extract(prep["batch_resizes"], *prep["input_size"])
+        metadata.update({"snakes_web.format": RESAMPLE_FORMAT, "resample": json.dumps(step),
+                         "input_size": json.dumps(step["size"])})
+        prep["input_size"] = step["size"]
     height, width = prep["input_size"]
     example = torch.zeros(2, 3, height, width)
     model = learner.model.eval().float().cpu()

@@ -35,6 +35,7 @@ class Predictor(Protocol):
     labels: list[str]
     # Optional: ``min_side``, the shorter image side the model needs; images are decoded no smaller.
     # Optional: ``concurrency``, how many predictions one process may run at once (absent: any number).
+    # Optional: ``threshold``, for a multi-label model the probability above which a label is named.
     # Optional: ``explain(image, label) -> (predictions, heatmaps.Heatmap)`` and ``explains_with`` ("cam" or
     # "occlusion"); absent, heatmaps.explained falls back to occlusion through ``predict`` alone.
 
@@ -43,6 +44,18 @@ class Predictor(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Return the model's name, backend, input size, number of labels and the labels."""
+
+
+def described_threshold(threshold: float | None) -> dict[str, Any]:
+    """Return what ``describe`` adds for a multi-label model: its threshold (nothing for a single-label one)."""
+    return {} if threshold is None else {"multi_label": True, "threshold": threshold}
+
+
+def named(predictions: list[Prediction], threshold: float | None) -> list[str] | None:
+    """Return the labels fastai's ``predict`` names for a multi-label model (above ``threshold``); else None."""
+    if threshold is None:
+        return None
+    return [p.label for p in predictions if p.probability > threshold]
 
 
 def ranked(labels: list[str], probabilities: list[float]) -> list[Prediction]:

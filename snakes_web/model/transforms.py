@@ -13,6 +13,9 @@ Then ``to_input`` scales and normalises like ``IntToFloatTensor`` and ``Normaliz
 
 ``preprocessing_of`` reads those steps from a fastai learner's transforms, by class name and without
 importing fastai: the ONNX export writes them into the file, and the fastai backend sizes its decoding by them.
+Batch transforms that resize on the validation split (``aug_transforms(size=…)``) are measured at export
+by ``resampling.extract`` into one more step, ``{"op": "resample", ...}``, that ``Resample`` applies after
+the division and before the normalisation, where fastai applies them.
 """
 from __future__ import annotations
 
@@ -63,17 +66,57 @@ def _centre_crop_after(resize: Step, following: Step | None) -> tuple[int, int] 
 
 
 def to_input(image: Image.Image, div: float, mean: Sequence[float] | None,
-             std: Sequence[float] | None) -> np.ndarray:
-    """Return a 1×C×H×W float32 batch: divided by ``div``, then normalised with ``mean``/``std``."""
+             std: Sequence[float] | None, resize: Resample | None = None) -> np.ndarray:
+    """Return a 1×C×H×W float32 batch: divided by ``div``, resampled (``resize``), normalised with ``mean``/``std``."""
     pixels = np.asarray(image, dtype=np.float32)
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     if div:
         pixels /= np.float32(div)  # the same float32 operations, in the same order, as fastai
+    if resize is not None:
+        pixels = resize.apply(pixels)
     if mean is not None and std is not None:
         pixels -= np.asarray(mean, dtype=np.float32)
         pixels /= np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None])
+
+
+class Resample:
+    """A batch resize of fastai's, measured at export (``resampling.extract``): per output row and column, its taps.
+
+    ``apply`` computes ``R @ X @ C.T`` per channel from the few non-zero weights of each row of ``R`` and ``C``.
+    """
+
+    def __init__(self, step: Step) -> None:
+        self.source: tuple[int, int] = (int(step["from"][0]), int(step["from"][1]))
+        self.size: tuple[int, int] = (int(step["size"][0]), int(step["size"][1]))
+        self._rows = _tap_arrays(step["rows"], self.size[0], self.source[0])
+        self._cols = _tap_arrays(step["cols"], self.size[1], self.source[1])
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """Resample an H×W×C float32 image (H×W: ``source``) to ``size``."""
+        if pixels.shape[:2] != self.source:
+            raise ValueError(f"resample expects {self.source[0]}×{self.source[1]}, got {pixels.shape[:2]}")
+        (row_index, row_weight), (col_index, col_weight) = self._rows, self._cols
+        rows = np.einsum("ok,okwc->owc", row_weight, pixels[row_index], optimize=False)
+        out: np.ndarray = np.einsum("pk,opkc->opc", col_weight, rows[:, col_index], optimize=False)
+        return out
+
+
+def _tap_arrays(taps: Mapping[str, Any], outputs: int, inputs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Check and convert one axis's taps into (index, weight) arrays, each outputs × taps."""
+    index = np.asarray(taps["index"], dtype=np.intp)
+    weight = np.asarray(taps["weight"], dtype=np.float32)
+    if index.ndim != 2 or index.shape != weight.shape or index.shape[0] != outputs:
+        raise ValueError(f"resample taps of shape {index.shape} for {outputs} outputs")
+    if index.size and (index.min() < 0 or index.max() >= inputs):
+        raise ValueError("resample tap outside the image")
+    return index, weight
+
+
+def resample(pixels: np.ndarray, step: Step) -> np.ndarray:
+    """Apply one ``resample`` step to an H×W×C float32 image (see ``Resample``)."""
+    return Resample(step).apply(pixels)
 
 
 def needed_side(steps: Sequence[Step]) -> int | None:
@@ -153,6 +196,7 @@ def preprocessing_of(learner: Any) -> dict[str, Any]:
     for tfm in learner.dls.after_item.fs:
         steps.extend(_item_steps(tfm))
     div, mean, std = 0.0, None, None
+    resizes: list[Any] = []  # batch transforms that resize on the validation split (see resampling.py)
     for tfm in learner.dls.after_batch.fs:
         name = type(tfm).__name__
         if name == "IntToFloatTensor":
@@ -163,12 +207,16 @@ def preprocessing_of(learner: Any) -> dict[str, Any]:
             mean, std = _flat(tfm.mean), _flat(tfm.std)
         elif _is_a(tfm, "AffineCoordTfm") and getattr(tfm, "size", None) is None:
             continue  # aug_transforms' flips, rotations, zooms: the identity on the validation split
+        elif _is_a(tfm, "AffineCoordTfm") or name == "RandomResizedCropGPU":
+            resizes.append(tfm)  # aug_transforms(size=...) and min_scale: a resize on the validation split
         elif getattr(tfm, "split_idx", None) != 0:  # split_idx 0: training only, skipped by predict
             raise UnsupportedExport(f"the batch transform {name} runs at prediction time and has no ONNX "
-                                    f"equivalent here")
+                                    f"equivalent here; remove it from batch_tfms before learn.export(), or "
+                                    f"serve the .pkl on the fastai backend")
     if not steps:
         raise UnsupportedExport("the export has no Resize item transform, so its input size is unknown")
-    return {"steps": steps, "div": div, "mean": mean, "std": std, "input_size": list(steps[-1]["size"])}
+    return {"steps": steps, "div": div, "mean": mean, "std": std, "input_size": list(steps[-1]["size"]),
+            "batch_resizes": resizes}
 
 
 def _is_a(tfm: Any, class_name: str) -> bool:

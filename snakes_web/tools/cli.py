@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from .options import add_code_option, code_of
+
 
 def build_default_model(args: argparse.Namespace) -> int:
     """Build the default snake classifier and export it (skipped when it exists, unless --force)."""
@@ -25,12 +27,14 @@ def build_default_model(args: argparse.Namespace) -> int:
 def export_onnx(args: argparse.Namespace) -> int:
     """Convert a fastai export.pkl into one ONNX file that serves without torch or fastai."""
     from snakes_web.exceptions import ModelLoadError
+    from snakes_web.model.model_code import use_code
     from snakes_web.model.onnx_export import export_onnx as convert
     from snakes_web.model.quantize import Int8Refused
     from snakes_web.model.transforms import UnsupportedExport
 
     destination = Path(args.destination)
     try:
+        use_code(code_of(args))
         if args.int8:
             destination.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=destination.parent) as scratch:
@@ -87,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "(default: SNAKES_INT8_MIN_AGREEMENT, 0.99)")
     onnx.add_argument("--positives", type=int, default=2,
                       help="synthesised positives per class that --int8 is checked on (default 2)")
+    add_code_option(onnx)
     onnx.set_defaults(run=export_onnx)
     from .bench.command import add_arguments
     from .bench.command import run as run_bench
@@ -95,8 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               "write docs/benchmarks.md.")
     add_arguments(bench)
     bench.set_defaults(run=run_bench)
-    from . import predict
+    from . import predict, serve
     from .train import command as training
+
+    serving = commands.add_parser("serve", help="Serve any export (.pkl or .onnx) with gunicorn and this "
+                                                "project's settings; a .pkl is converted to ONNX when it can be.")
+    serve.add_arguments(serving)
+    serving.set_defaults(run=serve.run)
 
     train = commands.add_parser("train", help="Fine-tune EfficientNet-Lite0 on a folder of labelled photos; "
                                               "export a model the server serves.")

@@ -17,9 +17,10 @@ from typing import Any
 from snakes_web.config import load_settings
 from snakes_web.exceptions import ModelLoadError, SnakesError
 from snakes_web.model.loader import load_predictor
-from snakes_web.model.predictor import Prediction, Predictor, needed_side
+from snakes_web.model.predictor import Prediction, Predictor, named, needed_side
 from snakes_web.web.inputs import decode_image
 
+from .options import add_code_option, code_of
 from .train.dataset import visible_files
 
 
@@ -32,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                                  "0 for all)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON document: the model and, per file, its predictions or its error")
+    add_code_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print("snakes-web predict: --top must be 0 or more.", file=sys.stderr)
         return 1
     try:
-        predictor = load_predictor(args.model)
+        predictor = load_predictor(args.model, code=code_of(args))
     except ModelLoadError as exc:
         print(f"snakes-web predict: {exc}", file=sys.stderr)
         return 1
@@ -57,9 +59,14 @@ def run(args: argparse.Namespace) -> int:
             results.append({"file": str(path), "error": message})
             continue
         shown = predictions[:args.top] if args.top else predictions
-        results.append({"file": str(path), "predictions": [p.as_dict() for p in shown]})
+        result: dict[str, Any] = {"file": str(path), "predictions": [p.as_dict() for p in shown]}
+        labels = named(predictions, getattr(predictor, "threshold", None))
+        if labels is not None:  # a multi-label model: what fastai's predict names
+            result["labels"] = labels
+        results.append(result)
         if not args.json:
-            print(f"{path}: " + ", ".join(f"{p.label} {p.probability:.1%}" for p in shown))
+            said = "" if labels is None else f"labels: {', '.join(labels) or '(none)'}; "
+            print(f"{path}: {said}" + ", ".join(f"{p.label} {p.probability:.1%}" for p in shown))
     if args.json:
         print(json.dumps({"model": predictor.describe(), "results": results}, indent=2))
     return 1 if failed else 0

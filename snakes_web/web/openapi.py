@@ -285,12 +285,21 @@ def document() -> dict[str, Any]:
                     "name": {"type": "string"}, "backend": {"type": "string", "examples": ["fastai"]},
                     "labels": {"type": "integer", "minimum": 1, "description": "How many classes the model has."},
                     "input_size": {"type": ["array", "null"], "items": {"type": "integer"},
-                                   "description": "[height, width] the model sees, when known."}}},
+                                   "description": "[height, width] the model sees, when known."},
+                    "multi_label": {"const": True, "description": "Present for a multi-label model (sigmoid, "
+                                                                  "fastai's MultiCategoryBlock): see `threshold`."},
+                    "threshold": {"type": "number", "minimum": 0, "maximum": 1,
+                                  "description": "Multi-label models: a label is named when its probability "
+                                                 "is above this (fastai's `predict`)."}}},
                 "PredictResult": {"type": "object", "required": ["predictions", "model"], "properties": {
                     "predictions": {"type": "array", "items": _ref("Prediction"),
                                     "description": "Most likely first."},
                     "model": _ref("ModelSummary"),
                     "heatmap": _ref("Heatmap"),
+                    "labels": {"type": "array", "items": {"type": "string"},
+                               "description": "Multi-label models only: every label whose probability is above "
+                                              "the model's `threshold` (possibly none), as fastai's `predict` "
+                                              "names them."},
                     "feedback_receipt": {"type": "string",
                                          "description": "Only with `?feedback=1`: send it, with the photo, to "
                                                         "`POST /api/v1/feedback` to say whether this was right "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from snakes_web.exceptions import BadRequest
-from snakes_web.model.predictor import Prediction
+from snakes_web.model.predictor import Prediction, named
 
 #: The label that means "no": the page says "not a snake" in words for any model whose vocab has it.
 NEGATIVE_LABEL = "not a snake"
@@ -35,8 +35,12 @@ def result_payload(predictions: Sequence[Prediction], model: dict[str, Any],
                    receipt: str | None = None) -> dict[str, Any]:
     """Return the response body: predictions (most likely first), the model, any heatmap, the feedback receipt."""
     shown = predictions[:top] if top is not None else predictions
-    summary = {key: model[key] for key in ("name", "backend", "labels", "input_size") if key in model}
+    summary = {key: model[key] for key in ("name", "backend", "labels", "input_size", "multi_label", "threshold")
+               if key in model}
     body: dict[str, Any] = {"predictions": [p.as_dict() for p in shown], "model": summary}
+    labels = named(list(predictions), model.get("threshold"))
+    if labels is not None:
+        body["labels"] = labels  # a multi-label model: every label above its threshold, as fastai's predict names
     if heatmap is not None:
         body["heatmap"] = heatmap
     if receipt:

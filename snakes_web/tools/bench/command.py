@@ -19,18 +19,20 @@ Each scenario and the client run in their own processes: the bench itself never 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from PIL import Image
 
 from .baseline import baseline
 from .client import drive
-from .images import ROOT, write_images
+from .images import write_images
 from .in_process import (
     agreement_section,
     batching,
@@ -57,9 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def default_config() -> Path:
-    """Return the project's gunicorn.conf.py: in the working directory, else beside the package."""
+    """Return the project's gunicorn.conf.py: in the working directory, else the package's own settings."""
+    from ..serve import config_path
+
     here = Path("gunicorn.conf.py")
-    return here.resolve() if here.is_file() else ROOT / "gunicorn.conf.py"
+    return here.resolve() if here.is_file() else Path(config_path())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +82,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slow", type=int, default=None, metavar="N",
                         help="slow uploads and slow URLs (N of each) held open while normal uploads are timed, "
                              "on the ONNX server threaded and sync (default 32, 2 with --smoke; 0: skip)")
+    parser.add_argument("--recipes", action=argparse.BooleanOptionalAction, default=True,
+                        help="train, convert and serve each fastai recipe on ONNX and on fastai (default: yes; "
+                             "--no-recipes skips it; one recipe with --smoke)")
+    parser.add_argument("--only-recipes", action="store_true",
+                        help="run the recipes section alone and put it into the existing --out file, in place of "
+                             "the one there, marked as a later run (the other tables stay as they were)")
     parser.add_argument("--role", choices=["bench", "baseline", "client"], default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--style", choices=list(BASELINES), default=STRONGEST, help=argparse.SUPPRESS)
@@ -97,17 +107,50 @@ def run(args: argparse.Namespace) -> int:
         images = {label: Path(path) for label, path in json.loads(args.images).items()}
         print(json.dumps(baseline(args.model, images, args.warmup, args.duration, args.launched, args.style)))
         return 0
-    return bench(args)
+    return only_recipes(args) if args.only_recipes else bench(args)
+
+
+@contextlib.contextmanager
+def workspace(args: argparse.Namespace) -> Iterator[tuple[Path, dict[str, Path]]]:
+    """Apply ``--smoke``'s timings; yield a scratch folder and the bench images written in it."""
+    if args.smoke:
+        args.duration, args.warmup = 0.3, 0.1
+    with tempfile.TemporaryDirectory(prefix="snakes-bench-") as scratch:
+        work = Path(scratch)
+        yield work, write_images(work / "images", scale=0.25 if args.smoke else 1.0)
+
+
+def only_recipes(args: argparse.Namespace) -> int:
+    """Measure the recipes alone and splice the section into ``args.out`` (marked as a later run)."""
+    from .recipes import RECIPES_HEADING, recipes_section
+
+    about = machine()
+    with workspace(args) as (work, images):
+        section = recipes_section(images["1 MP JPEG"], args, work)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    note = (f"*This section is from a later run* ({stamp}, `snakes-web bench --only-recipes`), on {about}. "
+            f"Its ratios stand on their own, as each run's do.")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(splice(args.out.read_text() if args.out.exists() else "", RECIPES_HEADING, section, note))
+    print(f"wrote the recipes section into {args.out}")
+    return 0
+
+
+def splice(text: str, heading: str, section: str, note: str) -> str:
+    """Put ``section`` (which starts with ``heading``) in place of that section of ``text``, ``note`` under it."""
+    section = section.replace(f"{heading}\n\n", f"{heading}\n\n{note}\n\n", 1)
+    start = text.find(heading)
+    if start < 0:
+        return text.rstrip("\n") + "\n" + section
+    following = text.find("\n## ", start + len(heading))
+    rest = text[following:] if following >= 0 else ""
+    return text[:start].rstrip("\n") + "\n" + section.rstrip("\n") + "\n" + rest
 
 
 def bench(args: argparse.Namespace) -> int:
     """Run the scenarios (and the slow clients on the ONNX servers) and write the report."""
-    if args.smoke:
-        args.duration, args.warmup = 0.3, 0.1
     about = machine()
-    with tempfile.TemporaryDirectory(prefix="snakes-bench-") as scratch:
-        work = Path(scratch)
-        images = write_images(work / "images", scale=0.25 if args.smoke else 1.0)
+    with workspace(args) as (work, images):
         labels = list(images)
         onnx_model = work / "model.onnx"
         print(f"converting {args.model} to ONNX ...", flush=True)
@@ -159,6 +202,12 @@ def bench(args: argparse.Namespace) -> int:
 
             extra += memory_section(str(models["int8"]), str(args.config), images["1 MP JPEG"].read_bytes(),
                                     str(work), smoke=args.smoke)
+        if args.recipes:
+            print("your own model: each fastai recipe, trained, converted, served on ONNX and on fastai ...",
+                  flush=True)
+            from .recipes import recipes_section
+
+            extra += recipes_section(images["1 MP JPEG"], args, work)
     text = report(scenarios, labels, args, about, extra=extra)
     print(table(scenarios, labels))
     print(f"\n{versus_table(scenarios, labels)}")
