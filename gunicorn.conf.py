@@ -4,9 +4,8 @@ The settings themselves live in the package, ``snakes_web/tools/gunicorn_config.
 requests are served), so that ``snakes-web serve`` has them wherever the package is installed. This
 file runs that one afresh each time gunicorn reads it (at start and on ``kill -HUP``), as if it were here.
 """
-import importlib.util
 import runpy
 
-_spec = importlib.util.find_spec("snakes_web.tools.gunicorn_config")  # found, not imported: run below
-assert _spec is not None and _spec.origin is not None
-globals().update({key: value for key, value in runpy.run_path(_spec.origin).items() if not key.startswith("__")})
+from snakes_web.tools.serve import config_path  # the file, found, not imported: run below
+
+globals().update({key: value for key, value in runpy.run_path(config_path()).items() if not key.startswith("__")})

@@ -10,7 +10,7 @@ from PIL import Image
 from snakes_web.exceptions import ModelLoadError
 
 from .heatmaps import Heatmap, footprint, normalised, occlusion_grid
-from .model_code import CODE_SETTING, HOW, MissingCode, in_use, pickle_module
+from .model_code import HOW, MissingCode, in_use, naming, pickle_module
 from .predictor import MODEL_SETTING, Prediction, check_model_file, described_threshold, ranked
 from .quiet import quiet
 from .transforms import UnsupportedExport, needed_side, preprocessing_of
@@ -123,11 +123,10 @@ def load_learner_quietly(path: Path) -> Any:
     except UnboundLocalError:
         # fastai 2.8 swallows an ImportError inside load_learner and then trips on this.
         module = _missing_module(path)
+        file = "path/to/" + module.replace(".", "/") + ".py"
         raise ModelLoadError(
             f"{path} needs the module {module!r}, which is not importable here: install what the model was "
-            f"trained with, or, if it is your own file, name it in {CODE_SETTING}=path/to/"
-            f"{module.replace('.', '/')}.py (`snakes-web predict|export-onnx|serve --code path/to/"
-            f"{module.replace('.', '/')}.py`)."
+            f"trained with, or, if it is your own file, name it in {naming(file)}."
         ) from None
     except MissingCode as exc:
         where = f" (not in {', '.join(in_use())})" if in_use() else ""

@@ -24,9 +24,15 @@ from typing import Any
 from snakes_web.exceptions import ModelLoadError
 
 CODE_SETTING = "SNAKES_MODEL_CODE"
+
+
+def naming(file: str) -> str:
+    """Say how to name a user's ``file`` of code: the setting, and the commands' ``--code``."""
+    return f"{CODE_SETTING}={file} (`snakes-web predict|export-onnx|serve --code {file}`)"
+
+
 #: What to tell a user whose export names code this process does not have.
-HOW = (f"put the definition in a .py file and name it in {CODE_SETTING}=path/to/file.py "
-       f"(`snakes-web predict|export-onnx|serve --code path/to/file.py`)")
+HOW = f"put the definition in a .py file and name it in {naming('path/to/file.py')}"
 
 _modules: dict[str, types.ModuleType] = {}  # source as given -> module, in the order given
 

@@ -6,7 +6,7 @@ area when it resizes down by more than 2×), or a centred crop and then that. Ea
 on every channel alike, rows and columns apart: ``X -> R @ X @ C.T``. That is not Pillow's antialiased
 resize, so instead of approximating it, ``extract`` measures ``R`` and ``C`` by running the learner's
 own transforms (fastai's code, float32, validation mode) on probe images, checks the map on random
-images, and keeps each output pixel's few taps. ``transforms.resample`` applies them with NumPy when
+images, and keeps each output pixel's few taps. ``transforms.Resample`` applies them with NumPy when
 serving, where fastai applies them: after ``IntToFloatTensor``, before ``Normalize``.
 
 Needs torch and fastai (export time only, like ``onnx_export``).
@@ -14,11 +14,12 @@ Needs torch and fastai (export time only, like ``onnx_export``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from .transforms import UnsupportedExport, resample
+from .transforms import Resample, UnsupportedExport
 
 #: How far (in 0..1 pixel values) the separable map may stray from the transforms on a random image.
 TOLERANCE = 1e-5
@@ -34,10 +35,7 @@ def extract(tfms: Sequence[Any], height: int, width: int) -> dict[str, Any]:
     import torch
 
     names = ", ".join(type(tfm).__name__ for tfm in tfms)
-
-    def run(batch: Any) -> Any:
-        return _validation(tfms, batch)
-
+    run = partial(_validation, tfms)
     with torch.inference_mode():
         ones = run(torch.ones(1, 1, height, width))[0, 0].double()
         out_h, out_w = ones.shape
@@ -52,7 +50,8 @@ def extract(tfms: Sequence[Any], height: int, width: int) -> dict[str, Any]:
         generator = torch.Generator().manual_seed(0)
         sample = torch.rand(2, 3, height, width, generator=generator)
         expected = run(sample).numpy()
-    got = np.stack([resample(image.transpose(1, 2, 0), step).transpose(2, 0, 1) for image in sample.numpy()])
+    resample = Resample(step)
+    got = np.stack([resample.apply(image.transpose(1, 2, 0)).transpose(2, 0, 1) for image in sample.numpy()])
     error = float(np.abs(got - expected).max())
     if error > TOLERANCE:
         raise UnsupportedExport(f"the batch transforms {names} are not a plain resize on the validation split "

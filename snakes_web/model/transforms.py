@@ -114,11 +114,6 @@ def _tap_arrays(taps: Mapping[str, Any], outputs: int, inputs: int) -> tuple[np.
     return index, weight
 
 
-def resample(pixels: np.ndarray, step: Step) -> np.ndarray:
-    """Apply one ``resample`` step to an H×W×C float32 image (see ``Resample``)."""
-    return Resample(step).apply(pixels)
-
-
 def needed_side(steps: Sequence[Step]) -> int | None:
     """Return the shorter side an image needs so the first resize never upsamples (None: no resize first)."""
     if not steps or steps[0]["op"] != "resize":
