@@ -39,11 +39,11 @@ model: $(MODEL)
 $(MODEL): | $(VENV)/.installed
 	$(BIN)/snakes-web build-default-model --output $@
 
-%.onnx: %.pkl | $(VENV)/.installed
+%.onnx: %.pkl snakes_web/model/default_labels.json | $(VENV)/.installed
 	$(BIN)/snakes-web export-onnx $< $@
 
 # int8: the classifier head stays fp32; refused (nothing written) below SNAKES_INT8_MIN_AGREEMENT.
-%-int8.onnx: %.pkl | $(VENV)/.installed
+%-int8.onnx: %.pkl snakes_web/model/default_labels.json | $(VENV)/.installed
 	$(BIN)/snakes-web export-onnx --int8 $< $@
 
 $(VENV)/.installed: setup.cfg pyproject.toml

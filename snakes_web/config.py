@@ -95,7 +95,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", "info", str,
             "Gunicorn log level: debug, info, warning, error."),
     Setting("UNSURE_BELOW", 0.5, float,
-            "Top probability under which the page says the model is unsure."),
+            "Top probability under which the page says the model is unsure (verdict `unsure`)."),
+    # --- issue 27: answers a snake-finder can trust ---
+    Setting("PRIORS", "", str,
+            "Class frequencies the deployment expects, as `label=p,…` (e.g. `not a snake=0.5`; labels left out "
+            "share the rest as the model was trained): the probabilities are corrected for them (label shift). "
+            "Empty means the labels file's `deployment_prior` if it has one (the default model's: "
+            "`not a snake=0.5`); `none` serves the model's own probabilities."),
+    Setting("LABELS", "", str,
+            "Labels file (what each label means, its warning level, a link); empty means `labels.json` beside "
+            "the model, else the one the model carries (ONNX metadata, the default model's)."),
+    Setting("COULD_BE_ABOVE", 0.05, float,
+            "Probability of a snake species at which an answer of \"not a snake\" is given with the doubt "
+            "(verdict `could-be`: \"Probably not a snake — but it could be a sea snake (8%)\")."),
     # --- issue 5 ---
     Setting("JPEG_DRAFT", True, parse_bool,
             "Decode a large JPEG at 1/2, 1/4 or 1/8 scale when that still covers the model's input (much faster)."),

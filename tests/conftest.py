@@ -228,6 +228,31 @@ def default_int8(default_model_path: Path, tmp_path_factory: pytest.TempPathFact
     return path
 
 
+#: The two CC0 photos positives are pushed from.
+PHOTOS = ("chelsea.jpg", "coffee.jpg")
+
+
+def synthesised(pkl: Path, onnx: Path, images: list[Any], per_class: int = 2) -> Any:
+    """Positives of every class of the model, pushed from ``images`` on its fp32 torch network."""
+    import numpy as np
+
+    from snakes_web.model.onnx_backend import OnnxPredictor
+    from snakes_web.model.quantize import positives_of
+
+    predictor = OnnxPredictor(onnx, threads=1)
+    starts = np.concatenate([predictor.prepare(image) for image in images])
+    return positives_of(pkl, onnx, starts, predictor.labels, per_class=per_class)
+
+
+@pytest.fixture(scope="session")
+def default_positives(default_model_path: Path, default_onnx: Path) -> Any:
+    """Two positives of each of the 18 classes, from the two CC0 photos (once a session, ~20 s)."""
+    from snakes_web.imaging.images import load_image
+
+    return synthesised(default_model_path, default_onnx,
+                       [load_image((DATA / name).read_bytes(), 50_000_000) for name in PHOTOS])
+
+
 @pytest.fixture(scope="session")
 def default_predictor(default_model_path: Path):  # type: ignore[no-untyped-def]
     from snakes_web.model.loader import load_predictor

@@ -93,7 +93,7 @@ def test_several_urls_are_fetched_in_order_one_failing_alone(client: Any, image_
 
 def test_one_file_keeps_the_answer_it_always_had(client: Any) -> None:
     body = post_files(client, "/api/v1/predict", [colour("red")], query="?top=2").get_json()
-    assert set(body) == {"predictions", "model"} and len(body["predictions"]) == 2
+    assert set(body) == {"predictions", "verdict", "says", "model"} and len(body["predictions"]) == 2  # no "results"
 
 
 def test_top_applies_to_every_result_of_a_batch(client: Any) -> None:

@@ -75,6 +75,13 @@ def test_the_bench_measures_all_scenarios_and_writes_the_tables(smoke_report: st
     assert int(plain[5].replace(",", "")) == int(off[5].replace(",", ""))  # no receipt: the same answer
     assert int(asked[5].replace(",", "")) > int(plain[5].replace(",", "")) + 100  # the receipt is in it
 
+    assert "## Priors and the verdict: what an honest answer costs" in text
+    priced = {row[0]: row for row in cells(lines, "| server | img/s | vs no prior |")}
+    none, shifted = (priced[name] for name in ("the model's own probabilities (`SNAKES_PRIORS=none`)",
+                                               "with the deployment prior (as shipped)"))
+    assert none[2] == "1.00×" and all(row[6] == "0" and float(row[1]) > 0 for row in (none, shifted))
+    assert "over a uniform training prior" in text  # the tiny model has no prior of its own: the bench gives one
+
     assert "**Slow clients.**" in text
     slow = {row[0]: row for row in cells(lines, "| config | slow uploads held")}
     assert set(slow) == {"threaded (now)", "sync (before)"}

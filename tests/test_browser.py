@@ -334,8 +334,13 @@ def test_axe_finds_no_accessibility_violations(browser: Any, site: Any, viewport
 # --- the real default model, and the screenshots of the README ---------------------------------
 
 @pytest.fixture(scope="module")
-def real_site(default_predictor: Any) -> Iterator[str]:
-    with live_server(create_app({"PREDICTOR": default_predictor})) as base:
+def real_site(default_model_path: Path) -> Iterator[str]:
+    """The default model as shipped (its labels file, its deployment prior), on loopback."""
+    from snakes_web.config import load_settings
+    from snakes_web.model.loader import load_configured
+
+    predictor = load_configured(load_settings(overrides={"MODEL": str(default_model_path)}))
+    with live_server(create_app({"PREDICTOR": predictor})) as base:
         assert_strict_csp(base)
         yield base
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -15,30 +14,14 @@ from snakes_web.model.quantize import (
     Int8Refused,
     agreement,
     head_nodes,
-    positives_of,
     quantize_checked,
     scorer,
 )
 from snakes_web.tools.cli import main
-from tests.conftest import DATA
+from tests.conftest import DATA, PHOTOS, synthesised
 from tests.training_data import Trained, held_out_photos
 
-PHOTOS = ("chelsea.jpg", "coffee.jpg")
 slow = pytest.mark.slow
-
-
-def synthesised(pkl: Path, onnx: Path, images: list[Any], per_class: int = 2) -> Positives:
-    """Positives of every class of the model, pushed from ``images`` on its fp32 torch network."""
-    predictor = OnnxPredictor(onnx, threads=1)
-    starts = np.concatenate([predictor.prepare(image) for image in images])
-    return positives_of(pkl, onnx, starts, predictor.labels, per_class=per_class)
-
-
-@pytest.fixture(scope="session")
-def default_positives(default_model_path: Path, default_onnx: Path) -> Positives:
-    """Two positives of each of the 18 classes, from the two CC0 photos (once a session, ~20 s)."""
-    return synthesised(default_model_path, default_onnx,
-                       [load_image((DATA / name).read_bytes(), 50_000_000) for name in PHOTOS])
 
 
 def test_every_class_has_positives_that_fp32_rates_as_that_class(default_positives: Positives,

@@ -104,6 +104,6 @@ def test_the_page_has_no_inline_script_or_style_so_a_strict_csp_holds(client: An
         assert links and all(u.startswith(("/", "#")) for u in links)  # nothing from a CDN
 
 
-def test_the_page_script_knows_the_threshold_and_the_api(client: Any) -> None:
+def test_the_page_script_knows_the_api(client: Any) -> None:
     page = client.get("/").get_data(as_text=True)
-    assert 'data-api="/api/v1/predict"' in page and 'data-confidence-threshold="0.5"' in page
+    assert 'data-api="/api/v1/predict"' in page

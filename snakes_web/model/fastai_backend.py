@@ -38,6 +38,9 @@ class FastaiPredictor:
         self.explains_with = "cam" if self._cam is not None else "occlusion"
         #: Multi-label models: the probability above which ``predict`` names a label (else None).
         self.threshold = _threshold(self._learner, len(self.labels))
+        self.training_prior = training_prior_of(self._learner)
+        #: The labels file the model itself carries (the default model's), when no file is given.
+        self.label_guide = getattr(self._learner.model, "label_guide", None)
 
     def predict(self, image: Image.Image) -> list[Prediction]:
         """Run ``Learner.predict`` on an RGB image."""
@@ -108,6 +111,13 @@ def threshold_of(learner: Any, activation: str) -> float | None:
     if activation != "sigmoid" or threshold is None:
         return None
     return float(threshold)
+
+
+def training_prior_of(learner: Any) -> dict[str, float] | None:
+    """Return the label counts a model was trained on (``snakes-web train`` stores them; the default model
+    knows its fold), or None when the export does not say."""
+    counts = getattr(learner, "training_label_counts", None) or getattr(learner.model, "training_prior", None)
+    return {str(label): float(count) for label, count in counts.items()} if counts else None
 
 
 def load_learner_quietly(path: Path) -> Any:

@@ -19,6 +19,7 @@ from snakes_web.extensions import Slot
 
 from .model_code import split_sources
 from .predictor import MODEL_SETTING, Predictor
+from .served import ServedPredictor, served
 
 #: Model file suffixes and the backend module that serves them (imported only when chosen).
 FASTAI_SUFFIXES = frozenset({".pkl", ".pth", ".pt"})
@@ -53,6 +54,14 @@ def load_predictor(path: Path, name: str = "", threads: int = 0, code: Sequence[
     return FastaiPredictor(path, name=name, threads=threads)
 
 
+def load_configured(settings: Mapping[str, Any]) -> ServedPredictor:
+    """Load ``settings["MODEL"]`` as the server serves it: its backend, its labels file, its priors (``served``)."""
+    path = Path(settings["MODEL"]).expanduser()
+    backend = load_predictor(path, str(settings.get("MODEL_NAME", "")), int(settings.get("TORCH_THREADS", 0)),
+                             split_sources(str(settings.get("MODEL_CODE", ""))))
+    return served(backend, path, settings)
+
+
 def __getattr__(name: str) -> Any:
     """Import a backend class on first use, so importing this module never imports torch."""
     if name == "FastaiPredictor":
@@ -70,10 +79,7 @@ class PredictorHolder:
     """Hold the app's one predictor: loaded on first use in each process, thread-safe."""
 
     def __init__(self, settings: Mapping[str, Any], predictor: Predictor | None = None) -> None:
-        self._path = Path(settings["MODEL"]).expanduser()
-        self._name = str(settings.get("MODEL_NAME", ""))
-        self._threads = int(settings.get("TORCH_THREADS", 0))
-        self._code = split_sources(str(settings.get("MODEL_CODE", "")))
+        self._settings = dict(settings)
         self._predictor = predictor
         self._warm = False
         self._lock = threading.Lock()
@@ -90,7 +96,7 @@ class PredictorHolder:
             with self._lock:
                 if self._predictor is None:
                     started = time.perf_counter()
-                    self._predictor = load_predictor(self._path, self._name, self._threads, self._code)
+                    self._predictor = load_configured(self._settings)
                     for listener in self.on_load:
                         listener(time.perf_counter() - started)
         return self._predictor

@@ -53,6 +53,9 @@ class OnnxPredictor:
         self.explains_with = "cam" if self._cam_output else "occlusion"
         self.min_side = needed_side(self._steps)
         self.quantization: str = meta["quantization"]
+        self.training_prior: dict[str, float] | None = meta["training_prior"]
+        #: The labels file ``export-onnx`` copied into the metadata (None: none was beside the export).
+        self.label_guide: dict[str, Any] | None = meta["label_guide"]
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         """Preprocess like fastai: item transforms in Pillow, then scale and normalise into a 1×3×H×W batch."""
@@ -122,6 +125,8 @@ def _metadata(session: Any, path: Path) -> dict[str, Any]:
         meta["quantization"] = props.get("quantization", "")
         meta["threshold"] = json.loads(props["threshold"]) if "threshold" in props else None
         meta["resample"] = Resample(json.loads(props["resample"])) if "resample" in props else None
+        meta["training_prior"] = json.loads(props["training_prior"]) if "training_prior" in props else None
+        meta["label_guide"] = json.loads(props["label_guide"]) if "label_guide" in props else None
         _check(meta)
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelLoadError(f"{path} has damaged snakes-web metadata ({type(exc).__name__}: {exc}); convert "

@@ -11,7 +11,8 @@ the learner and written into the file's ``metadata_props``:
   ``RandomResizedCropGPU``), measured into a separable map by ``resampling.extract``;
 - the loss function's activation (softmax, sigmoid or none), which ``get_preds`` applies, and for
   multi-label models (``MultiCategoryBlock``) the threshold above which ``predict`` names a label;
-- the vocab, the input size and the model's name.
+- the vocab, the input size and the model's name;
+- the training prior (label counts) when the export carries it, and the labels file (``label_guide``).
 
 Anything else that would run at prediction time is refused with one line naming it.
 """
@@ -56,6 +57,7 @@ def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18
         "std": json.dumps(prep["std"]),
         "activation": activation,
     }
+    metadata.update(carried(learner, Path(source)))
     threshold = threshold_of(learner, activation)
     if threshold is not None:
         metadata["threshold"] = json.dumps(threshold)
@@ -86,6 +88,26 @@ def export_onnx(source: Path, destination: Path, name: str = "", opset: int = 18
         _torch_to_onnx(network, outputs, example, partial, opset)
         write_metadata(partial, metadata)
         partial.replace(destination)
+    return metadata
+
+
+def carried(learner: Any, source: Path) -> dict[str, str]:
+    """Return the metadata that travels with the model: its training prior and its labels file.
+
+    The labels file is the one the server would read for the ``.pkl``: ``labels.json`` beside it, else
+    the one the model carries (the default model's); ``SNAKES_LABELS`` still overrides it when serving.
+    """
+    from .fastai_backend import training_prior_of
+    from .label_guide import BESIDE_MODEL, read_guide
+
+    metadata = {}
+    prior = training_prior_of(learner)
+    if prior:
+        metadata["training_prior"] = json.dumps(prior)
+    beside = source.parent / BESIDE_MODEL
+    guide = read_guide(beside).raw if beside.is_file() else getattr(learner.model, "label_guide", None)
+    if guide is not None:
+        metadata["label_guide"] = json.dumps(guide, ensure_ascii=False)
     return metadata
 
 

@@ -7,6 +7,7 @@ by reference: exports made before the layered layout name them ``snakes_web.snak
 """
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .label_guide import DEFAULT_GUIDE
 from .quiet import quiet
 
 #: ImageNet-1k class indices 52..68 are the 17 snake species, in this order.
@@ -38,10 +40,18 @@ class SnakeNet(nn.Module):
     """
 
     model_name = MODEL_NAME
+    #: The fold's training prior: ImageNet-1k's 1,000 classes are near-balanced (most have 1,300 training
+    #: photos), so each species was 1 in 1,000 of what the network learnt from and "not a snake" 983.
+    training_prior = {**dict.fromkeys(SNAKE_SPECIES, 1.0), NOT_A_SNAKE: 1000.0 - len(SNAKE_SPECIES)}
 
     def __init__(self, backbone: nn.Module) -> None:
         super().__init__()
         self.backbone = backbone
+
+    @property
+    def label_guide(self) -> Any:
+        """Return the default model's labels file: the 17 species and "not a snake", and its deployment prior."""
+        return json.loads(DEFAULT_GUIDE.read_text(encoding="utf-8"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fold ImageNet log-probabilities into the snake classes and one 'not a snake' class."""

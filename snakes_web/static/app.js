@@ -11,7 +11,6 @@
   }
 
   var API = form.getAttribute("data-api");
-  var THRESHOLD = parseFloat(form.getAttribute("data-confidence-threshold")) || 0;
   var NEGATIVE = form.getAttribute("data-negative-label") || "";
   var SHOW_ABOVE = parseFloat(form.getAttribute("data-show-above")) || 0;
   var MAX_FILES = parseInt(form.getAttribute("data-max-files"), 10) || 8;
@@ -470,7 +469,11 @@
       section.appendChild(card.look);
     }
     var answer = element("div", "answer");
-    var heading = element("h2", null, best.label === NEGATIVE ? "Not a snake" : capitalised(best.label));
+    var about = body.about || {};
+    var entry = about[best.label];
+    var title = body.verdict === "could-be" ? "Probably not a snake" : best.label === NEGATIVE ? "Not a snake"
+      : entry ? entry.name : capitalised(best.label);
+    var heading = element("h2", null, title);
     heading.id = titleId(card.n);
     heading.tabIndex = -1;
     heading.appendChild(document.createTextNode(" "));
@@ -480,23 +483,45 @@
       answer.appendChild(element("p", "name", input.file.name));
     }
     if (!card.image && input.url) { answer.appendChild(element("p", "source", "Image: " + input.url)); }
-    var note;
-    if (best.probability < THRESHOLD) {
-      note = element("p", "note unsure", "The model is unsure about this one: no class reached " +
-        Math.round(THRESHOLD * 100) + "%. Its best guess is " + best.label + ".");
-    } else if (best.label === NEGATIVE) {
-      note = element("p", "note negative", "This does not look like a snake.");
-    } else {
-      note = element("p", "note", "This looks most like a ");
-      note.appendChild(element("strong", null, best.label));
-      note.appendChild(document.createTextNode("."));
-    }
+    var sure = body.verdict === "sure";
+    var note = element("p", "note " + (body.verdict || "sure") + (sure && best.label === NEGATIVE ? " negative" : ""),
+      body.says || "");
+    note.setAttribute("data-verdict", body.verdict || "");
     answer.appendChild(note);
+    var subject = body.could_be ? body.could_be.label : best.label;
+    if (about[subject]) { answer.appendChild(aboutBlock(subject, about[subject])); }
+    answer.appendChild(element("p", "notice", "An answer from a photo can be wrong: do not rely on it for your safety."));
     answerTables(predictions).forEach(function (part) { answer.appendChild(part); });
     section.appendChild(answer);
     outcome.dispatchEvent(new CustomEvent("snakes:result", { detail: { body: body, answer: answer, input: input } })); // feedback.js
     if (!outcome.querySelector(".result.pending")) { outcome.removeAttribute("aria-busy"); }
     return heading;
+  }
+
+  function aboutBlock(label, entry) {
+    var block = element("div", "about");
+    block.setAttribute("data-label", label);
+    if (entry.warning === "venomous") { block.appendChild(element("p", "badge venomous", "Venomous — keep your distance")); }
+    if (entry.warning === "caution") { block.appendChild(element("p", "badge caution", "Can bite or injure — do not handle")); }
+    var name = element("p", "about-name");
+    name.appendChild(element("strong", null, entry.name));
+    if (entry.scientific_name) {
+      name.appendChild(document.createTextNode(" ("));
+      name.appendChild(element("i", null, entry.scientific_name));
+      name.appendChild(document.createTextNode(")"));
+    }
+    block.appendChild(name);
+    if (entry.description) { block.appendChild(element("p", "about-text", entry.description)); }
+    if (entry.link && /^https?:\/\//.test(entry.link)) {
+      var more = element("p", "about-link");
+      var link = element("a", null, "Read more about the " + label);
+      link.href = entry.link;
+      link.rel = "noopener noreferrer";
+      link.target = "_blank";
+      more.appendChild(link);
+      block.appendChild(more);
+    }
+    return block;
   }
 
   function showCardProblem(card, message, requestId) {

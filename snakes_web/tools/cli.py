@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                               "write docs/benchmarks.md.")
     add_arguments(bench)
     bench.set_defaults(run=run_bench)
-    from . import predict, serve
+    from . import evaluate, predict, serve
     from .train import command as training
 
     serving = commands.add_parser("serve", help="Serve any export (.pkl or .onnx) with gunicorn and this "
@@ -115,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     classify = commands.add_parser("predict", help="Print a model's top predictions for image files.")
     predict.add_arguments(classify)
     classify.set_defaults(run=predict.run)
+    measure = commands.add_parser("evaluate", help="Measure a model on a folder of labelled photos: "
+                                                  "accuracy, confusion, snake rates, calibration.")
+    evaluate.add_arguments(measure)
+    measure.set_defaults(run=evaluate.run)
     from . import feedback as feedback_cli
 
     feedback = commands.add_parser("feedback", help="List, export (for `train`) or purge visitors' feedback.")

@@ -1,8 +1,9 @@
 """`snakes-web predict MODEL IMAGE...`: a model's top predictions for image files, as the server makes them.
 
-The model loads through ``model.loader.load_predictor`` (a ``.pkl`` with fastai, an ``.onnx`` with ONNX
-Runtime) and every file through the server's own ``web.inputs.decode_image`` (its limits, draft and reduction), so
-an answer here is the answer the server would give. A file that is not an image we read gets one line
+The model loads through ``model.loader.load_configured`` (a ``.pkl`` with fastai, an ``.onnx`` with ONNX
+Runtime; its labels file and ``SNAKES_PRIORS`` applied, as in the server) and every file through the
+server's own ``web.inputs.decode_image`` (its limits, draft and reduction), so an answer here is the
+answer the server would give, verdict included. A file that is not an image we read gets one line
 on stderr; the others still print; the exit status says whether any failed.
 """
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 from snakes_web.config import load_settings
 from snakes_web.exceptions import ModelLoadError, SnakesError
-from snakes_web.model.loader import load_predictor
+from snakes_web.model.loader import load_configured
 from snakes_web.model.predictor import Prediction, Predictor, named, needed_side
 from snakes_web.web.inputs import decode_image
+from snakes_web.web.results import Doubt, verdict_of
 
 from .options import add_code_option, code_of
 from .train.dataset import visible_files
@@ -41,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         print("snakes-web predict: --top must be 0 or more.", file=sys.stderr)
         return 1
+    settings = load_settings(overrides={"MODEL": str(args.model), "MODEL_CODE": ",".join(code_of(args))})
     try:
-        predictor = load_predictor(args.model, code=code_of(args))
+        predictor = load_configured(settings)  # as the server serves it: its labels file, its priors
     except ModelLoadError as exc:
         print(f"snakes-web predict: {exc}", file=sys.stderr)
         return 1
-    settings = load_settings()
+    doubt = Doubt.of(settings)
     results: list[dict[str, Any]] = []
     failed = 0
     for path in expand(args.images):
@@ -59,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
             results.append({"file": str(path), "error": message})
             continue
         shown = predictions[:args.top] if args.top else predictions
-        result: dict[str, Any] = {"file": str(path), "predictions": [p.as_dict() for p in shown]}
+        verdict = verdict_of(predictions, doubt)
+        result: dict[str, Any] = {"file": str(path), "predictions": [p.as_dict() for p in shown],
+                                  "verdict": verdict.kind, "says": verdict.says}
         labels = named(predictions, getattr(predictor, "threshold", None))
         if labels is not None:  # a multi-label model: what fastai's predict names
             result["labels"] = labels

@@ -11,7 +11,7 @@ from snakes_web.model.loader import holder_of
 from .batch import classify_batch, is_batch
 from .classify import Classified, classify_request
 from .errors import problem
-from .results import parse_explain, parse_feedback, parse_top, result_payload
+from .results import Doubt, parse_explain, parse_feedback, parse_top, result_payload
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -30,13 +30,15 @@ def predict() -> dict[str, Any]:
         return batch_payload(classify_batch(current_app, request, explain=explain, receipt=receipt),
                              predictor.describe(), top)
     result = classify_request(current_app, request, allow_json=True, explain=explain, receipt=receipt)
-    return result_payload(result.predictions, predictor.describe(), top, result.heatmap, result.receipt)
+    return result_payload(result.predictions, predictor.describe(), Doubt.of(current_app.config), top,
+                          result.heatmap, result.receipt)
 
 
 def batch_payload(results: list[Classified | SnakesError], model: dict[str, Any], top: int) -> dict[str, Any]:
     """Return one entry per input, in order: its result, or its problem document."""
+    doubt = Doubt.of(current_app.config)
     return {"results": [problem(item) if isinstance(item, SnakesError)
-                        else result_payload(item.predictions, model, top, item.heatmap, item.receipt)
+                        else result_payload(item.predictions, model, doubt, top, item.heatmap, item.receipt)
                         for item in results]}
 
 

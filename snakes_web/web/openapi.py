@@ -291,9 +291,23 @@ def document() -> dict[str, Any]:
                     "threshold": {"type": "number", "minimum": 0, "maximum": 1,
                                   "description": "Multi-label models: a label is named when its probability "
                                                  "is above this (fastai's `predict`)."}}},
-                "PredictResult": {"type": "object", "required": ["predictions", "model"], "properties": {
+                "PredictResult": {"type": "object", "required": ["predictions", "verdict", "says", "model"],
+                                  "properties": {
                     "predictions": {"type": "array", "items": _ref("Prediction"),
-                                    "description": "Most likely first."},
+                                    "description": "Most likely first (after the deployment prior, when one is "
+                                                   "set: see `priors` in `GET /api/v1/model`)."},
+                    "verdict": {"enum": ["sure", "unsure", "could-be"],
+                                "description": "How sure the answer is. `could-be`: the top answer is \"not a "
+                                               "snake\" but a snake species reached `SNAKES_COULD_BE_ABOVE` (see "
+                                               "`could_be`); `unsure`: the top probability is under "
+                                               "`SNAKES_UNSURE_BELOW`; else `sure`."},
+                    "says": {"type": "string", "examples": ["Probably not a snake — but it could be a sea snake "
+                                                            "(8%)."],
+                             "description": "The verdict in one sentence, as the page says it."},
+                    "could_be": _ref("Prediction"),
+                    "about": {"type": "object", "additionalProperties": _ref("LabelEntry"),
+                              "description": "What the answer's labels mean (the top one, and the `could_be` "
+                                             "species), from the model's labels file; absent without one."},
                     "model": _ref("ModelSummary"),
                     "heatmap": _ref("Heatmap"),
                     "labels": {"type": "array", "items": {"type": "string"},
@@ -337,7 +351,27 @@ def document() -> dict[str, Any]:
                 "ModelInfo": {"allOf": [_ref("ModelSummary"), {
                     "type": "object", "required": ["vocab"], "properties": {
                         "vocab": {"type": "array", "items": {"type": "string"},
-                                  "description": "Every label, in the model's order."}}}]},
+                                  "description": "Every label, in the model's order."},
+                        "priors": {"type": ["object", "null"], "properties": {
+                            "training": {"type": "object", "additionalProperties": {"type": "number"}},
+                            "deployment": {"type": "object", "additionalProperties": {"type": "number"}},
+                            "source": {"type": "string"}},
+                            "description": "The class priors the probabilities are corrected for (label shift): "
+                                           "the training prior, the deployment prior and where it was set; "
+                                           "null when the model's own probabilities are served."},
+                        "labels_file": {"type": ["object", "null"], "properties": {
+                            "origin": {"type": "string"}, "sources": {"type": "array", "items": {"type": "string"}},
+                            "entries": {"type": "object", "additionalProperties": _ref("LabelEntry")}},
+                            "description": "The model's labels file: where it was read, its sources, every entry."}
+                    }}]},
+                "LabelEntry": {"type": "object", "required": ["name"], "properties": {
+                    "name": {"type": "string", "examples": ["Sea snake"]},
+                    "scientific_name": {"type": "string", "examples": ["Hydrophiinae"]},
+                    "description": {"type": "string"},
+                    "warning": {"enum": ["none", "harmless", "caution", "venomous"],
+                                "description": "`venomous`: the page shows \"Venomous — keep your distance\"; "
+                                               "`caution`: \"Can bite or injure — do not handle\"."},
+                    "link": {"type": "string", "format": "uri"}}},
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail", "request_id"],
                             "properties": {
                                 "type": {"type": "string", "examples": ["urn:snakes-web:problem:too-large"]},

@@ -16,7 +16,7 @@ from .classify import Classified, classify_data, classify_request
 from .errors import error_headers, log_server_error
 from .examples import EXAMPLES, example_bytes
 from .inputs import FORMS
-from .results import NEGATIVE_LABEL, ExplainRequest, answers_that_matter, result_payload
+from .results import NEGATIVE_LABEL, Doubt, ExplainRequest, answers_that_matter, result_payload
 
 bp = Blueprint("web", __name__, template_folder=TEMPLATES, static_folder=STATIC,
                static_url_path="/static")
@@ -72,7 +72,7 @@ def _card(item: Classified | SnakesError, model: dict[str, Any]) -> dict[str, An
     """Return what one result card shows: the answer (or the problem) and the preview."""
     if isinstance(item, SnakesError):
         return {"error": item}
-    result = result_payload(item.predictions, model, heatmap=item.heatmap)
+    result = result_payload(item.predictions, model, Doubt.of(current_app.config), heatmap=item.heatmap)
     shown, rest = answers_that_matter(result["predictions"], current_app.config["SHOW_ABOVE"])
     preview = base64.b64encode(item.preview or b"").decode("ascii")
     return {"result": result, "shown": shown, "rest": rest, "preview": preview, "receipt": item.receipt}

@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only-recipes", action="store_true",
                         help="run the recipes section alone and put it into the existing --out file, in place of "
                              "the one there, marked as a later run (the other tables stay as they were)")
+    parser.add_argument("--only-priors", action="store_true",
+                        help="the same for the priors section (the int8 export of --model with and without its "
+                             "deployment prior)")
     parser.add_argument("--role", choices=["bench", "baseline", "client"], default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--style", choices=list(BASELINES), default=STRONGEST, help=argparse.SUPPRESS)
@@ -107,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
         images = {label: Path(path) for label, path in json.loads(args.images).items()}
         print(json.dumps(baseline(args.model, images, args.warmup, args.duration, args.launched, args.style)))
         return 0
-    return only_recipes(args) if args.only_recipes else bench(args)
+    if args.only_recipes:
+        return only_section(args, "recipes")
+    return only_section(args, "priors") if args.only_priors else bench(args)
 
 
 @contextlib.contextmanager
@@ -120,20 +125,35 @@ def workspace(args: argparse.Namespace) -> Iterator[tuple[Path, dict[str, Path]]
         yield work, write_images(work / "images", scale=0.25 if args.smoke else 1.0)
 
 
-def only_recipes(args: argparse.Namespace) -> int:
-    """Measure the recipes alone and splice the section into ``args.out`` (marked as a later run)."""
-    from .recipes import RECIPES_HEADING, recipes_section
-
+def only_section(args: argparse.Namespace, which: str) -> int:
+    """Measure one section alone (``recipes`` or ``priors``) and splice it into ``args.out`` as a later run."""
     about = machine()
     with workspace(args) as (work, images):
-        section = recipes_section(images["1 MP JPEG"], args, work)
+        if which == "recipes":
+            from .recipes import RECIPES_HEADING, recipes_section
+
+            heading, section = RECIPES_HEADING, recipes_section(images["1 MP JPEG"], args, work)
+        else:
+            from .priors import PRIORS_HEADING, priors_section
+
+            heading = PRIORS_HEADING
+            section = priors_section(int8_of(args.model, work), images["1 MP JPEG"], args, work)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    note = (f"*This section is from a later run* ({stamp}, `snakes-web bench --only-recipes`), on {about}. "
+    note = (f"*This section is from a later run* ({stamp}, `snakes-web bench --only-{which}`), on {about}. "
             f"Its ratios stand on their own, as each run's do.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(splice(args.out.read_text() if args.out.exists() else "", RECIPES_HEADING, section, note))
-    print(f"wrote the recipes section into {args.out}")
+    args.out.write_text(splice(args.out.read_text() if args.out.exists() else "", heading, section, note))
+    print(f"wrote the {which} section into {args.out}")
     return 0
+
+
+def int8_of(model: Path, work: Path) -> Path:
+    """Convert ``model`` to checked int8 ONNX in ``work`` (as `make run` serves it); return the file."""
+    int8 = work / "model-int8.onnx"
+    print(f"converting {model} to int8 ONNX ...", flush=True)
+    subprocess.run([sys.executable, "-m", "snakes_web", "export-onnx", "--int8", str(model), str(int8)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return int8
 
 
 def splice(text: str, heading: str, section: str, note: str) -> str:
@@ -197,6 +217,10 @@ def bench(args: argparse.Namespace) -> int:
             from .receipts import receipts_section
 
             extra += receipts_section(models["int8"], images["1 MP JPEG"], args, work)
+            print("priors and the verdict: the int8 server with and without the deployment prior ...", flush=True)
+            from .priors import priors_section
+
+            extra += priors_section(models["int8"], images["1 MP JPEG"], args, work)
             print("memory: decode bombs and held uploads, bounded and with the limits off ...", flush=True)
             from .memory import memory_section
 

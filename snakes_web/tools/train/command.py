@@ -128,6 +128,8 @@ def _train(args: argparse.Namespace) -> int:
     fit(learner, options, progress="none" if args.quiet else "auto")
     trained = time.perf_counter() - started
     report = evaluate(learner, dataset)
+    # The training prior travels with the export: SNAKES_PRIORS corrects for a deployment's own.
+    learner.training_label_counts = {label: train for label, (train, _) in dataset.counts().items()}
     output = export(learner, args.output)
     plot = plot_confusion(report, output.with_name(f"{output.stem}-confusion.png"))
     print()
