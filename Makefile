@@ -46,22 +46,39 @@ $(MODEL): | $(VENV)/.installed
 %-int8.onnx: %.pkl snakes_web/model/default_labels.json | $(VENV)/.installed
 	$(BIN)/snakes-web export-onnx --int8 $< $@
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+# Every install is held to constraints.txt, the versions CI tested (tests/test_pins.py checks the venv).
+PIN := -c constraints.txt
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) \
+	$(BIN)/python -m pip install --quiet $(PIN) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL)) \
 	    torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
-	$(BIN)/python -m pip install --quiet -e '.[fastai]'
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[fastai]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[test]'
 	touch $@
 
 # mypy reads the installed packages' own types (Flask, NumPy, Pillow, SQLAlchemy, torch), so it needs them.
 $(VENV)/.installed-lint: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[lint]'
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[lint]'
 	touch $@
+
+# Refresh constraints.txt after changing setup.cfg's requirements (or to take newer releases): uv resolves
+# every extra for Python 3.11 on x86-64 Linux, torch held to the versions above; then `make test`.
+.PHONY: lock
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet 'uv>=0.9'
+	printf 'torch==$(TORCH_VERSION)\ntorchvision==$(TORCHVISION_VERSION)\n' > .torch-pins.txt
+	$(BIN)/uv pip compile setup.cfg --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	    -c .torch-pins.txt --no-header --quiet -o constraints.body
+	{ printf '# The versions CI tested: `make lock` writes this file (uv pip compile setup.cfg, every extra).\n'; \
+	  printf '# make, the Dockerfile and Heroku (requirements.txt) install under it; tests/test_pins.py checks.\n'; \
+	  cat constraints.body; } > constraints.txt
+	rm -f constraints.body .torch-pins.txt
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -41,4 +41,4 @@ def test_make_run_serves_the_int8_onnx_conversion_by_default_and_the_bench_knows
     assert re.search(r"^SNAKES_MODEL \?= \$\(MODEL:\.pkl=-int8\.onnx\)$", makefile, flags=re.M) and SERVES_INT8
     assert re.search(r"^%\.onnx: %\.pkl", makefile, flags=re.M) and "export-onnx $< $@" in makefile
     assert re.search(r"^%-int8\.onnx: %\.pkl", makefile, flags=re.M) and "export-onnx --int8 $< $@" in makefile
-    assert "pip install --quiet -e '.[fastai]'" in makefile
+    assert "pip install --quiet $(PIN) -e '.[fastai]'" in makefile

@@ -38,6 +38,10 @@ from urllib3.poolmanager import PoolManager
 from snakes_web.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType, UpstreamError, UpstreamTimeout
 from snakes_web.version import __version__
 
+#: The urllib3 releases the fetcher was tested with (it overrides PoolManager._new_pool and the
+#: connections' _new_conn). setup.cfg allows only these; tests/test_pins.py checks the installed one.
+TESTED_URLLIB3 = ">=2.8,<3"
+
 MAX_URL_LENGTH = 2048
 MAX_REDIRECTS = 3
 USER_AGENT = f"snakes-web/{__version__} (image classifier; fetches one image a request)"
