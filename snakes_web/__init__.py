@@ -48,7 +48,10 @@ def register_limits(app: Flask) -> None:
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
     # Text fields: a URL, not a novel. Werkzeug's multipart decoder also checks this against each
     # 64 KB chunk it reads plus the bytes it holds back, file parts included: at 64 KB every upload
-    # over 64 KB got a 413. Twice the chunk size caps text fields and lets files through.
+    # over 64 KB got a 413. Twice the chunk size caps text fields and lets files through. The largest
+    # field we send ourselves, the page's 320 px preview posted back by its script, stays under 100 KB of
+    # base64 whatever FEEDBACK_IMAGE_* say (tests/test_feedback.py); url-encoded forms (the page without
+    # JavaScript) are not held to this by Werkzeug at all, only to MAX_CONTENT_LENGTH.
     app.config["MAX_FORM_MEMORY_SIZE"] = 256 * 1024
     app.config["MAX_FORM_PARTS"] = 16 + app.config["MAX_FILES"]  # a batch of photos is one part each
 

@@ -164,9 +164,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds PostgreSQL gets to connect, to run one statement and to wait for a lock; a slower or "
             "unreachable database is an error (feedback 503), never a wait."),
     Setting("SECRET_KEY", "", str,
-            "Key that signs feedback receipts. Empty: one made once and kept in the database, read when a "
-            "worker starts. Several replicas or dynos over their own SQLite files must share one (start-up "
-            "refuses otherwise)."),
+            "Key that signs feedback receipts: at least 32 bytes, random (start-up refuses a shorter one; "
+            "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"` makes one). Empty: one made once "
+            "and kept in the database, read when a worker starts. Several replicas or dynos over their own "
+            "SQLite files must share one (start-up refuses otherwise)."),
     Setting("FEEDBACK_TOKEN_TTL", 3600, int,
             "Seconds a prediction's feedback receipt stays valid."),
     Setting("FEEDBACK_IMAGE_SIDE", 512, int,
@@ -188,6 +189,14 @@ SETTINGS: tuple[Setting, ...] = (
             "replica); or a `limits` storage URI such as `redis://host:6379`."),
     Setting("OWNER_TOKEN", "", str,
             "Password of the owner page `/owner` (recent feedback, confusion table); empty turns the page off."),
+    # --- issue 29: owner access that holds ---
+    Setting("OWNER_RATE_LIMIT", "10/minute;50/day", parse_rate_limits,
+            "Failed sign-ins to `/owner` (a wrong or empty token) each client may make (a `limits` string; a "
+            "client as for `FEEDBACK_RATE_LIMIT`); past it the page answers 429, even to the right token, until "
+            "the window ends. Empty turns the limit off."),
+    Setting("OWNER_GLOBAL_RATE_LIMIT", "100/hour", parse_rate_limits,
+            "Failed sign-ins to `/owner` from all clients together (a `limits` string); past it the page answers "
+            "429 to everyone until the window ends. Empty turns the limit off."),
     # --- issue 15: graceful shutdown ---
     Setting("DRAIN_SECONDS", 5, int,
             "Seconds after SIGTERM that gunicorn keeps accepting and answering while `/readyz` says 503, "

@@ -101,6 +101,16 @@ class ShuttingDown(SnakesError):
         self.retry_after = retry_after  # seconds, sent as Retry-After
 
 
+class GateLost(SnakesError):
+    """The inference gate's shared semaphores are gone: this worker cannot count slots, and is being replaced."""
+
+    status, title, slug = 503, "Service Unavailable", "gate-lost"
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, sent as Retry-After: a new worker loads the model first
+
+
 class UpstreamTimeout(SnakesError):
     """The remote server of an image URL was too slow."""
 

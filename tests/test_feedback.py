@@ -150,6 +150,24 @@ def test_a_receipt_signed_with_another_key_is_refused(settings: dict[str, Any]) 
     assert response.status_code == 400 and "not one this server issued" in response.get_json()["detail"]
 
 
+@pytest.mark.parametrize("key", ["hunter2", "k" * 31, "é" * 15])  # é is 2 bytes in UTF-8: 30 bytes
+def test_a_secret_key_under_32_bytes_stops_start_up_saying_how_to_make_one(settings: dict[str, Any],
+                                                                          key: str) -> None:
+    from snakes_web.config import ConfigError
+
+    with pytest.raises(ConfigError) as refused:
+        make_app(settings, SECRET_KEY=key)
+    message = str(refused.value)
+    assert "SNAKES_SECRET_KEY" in message and "secrets.token_urlsafe(32)" in message
+    assert key not in message  # the message goes to logs: it never repeats the key
+
+
+@pytest.mark.parametrize("key", ["", "k" * 32, "é" * 16])  # empty: one made once and kept in the database
+def test_an_empty_key_or_one_of_32_bytes_signs_receipts(settings: dict[str, Any], key: str) -> None:
+    client = make_app(settings, SECRET_KEY=key).test_client()
+    assert answer(client, asked(client), verdict="confirm").status_code == 201
+
+
 def test_an_old_receipt_is_refused(settings: dict[str, Any]) -> None:
     client = make_app(settings, FEEDBACK_TOKEN_TTL=-1).test_client()
     response = answer(client, asked(client), verdict="confirm")
@@ -326,6 +344,42 @@ def test_several_photos_get_a_question_each_and_each_answer_stores_its_own_photo
     for fields in forms:
         assert client.post("/feedback", data={**fields, "verdict": "confirm"}).status_code == 200
     assert sorted(row.label for row in stored(app)) == ["blue", "green", "red"]
+
+
+@pytest.mark.parametrize("how", ["page form", "script"])
+def test_the_largest_preview_comes_back_within_the_form_limits_whatever_the_feedback_image_settings(
+        settings: dict[str, Any], how: str) -> None:
+    """Noise is what JPEG compresses worst; the preview's size is the page's own (320 px), not the settings'.
+
+    The page's form posts it url-encoded (bounded by MAX_UPLOAD_BYTES only); the script, as a multipart
+    text field, which MAX_FORM_MEMORY_SIZE bounds: it must fit there with room to spare.
+    """
+    import urllib.parse
+
+    import numpy as np
+
+    app = make_app(settings, FEEDBACK_IMAGE_BYTES=4_000_000, FEEDBACK_IMAGE_SIDE=2048)
+    client = app.test_client()
+    noise = Image.fromarray(np.random.default_rng(3).integers(0, 256, (320, 320, 3), dtype=np.uint8))
+    out = io.BytesIO()
+    noise.save(out, format="PNG")
+    page = multipart(client, "/", {"file": FileStorage(io.BytesIO(out.getvalue()), "n.png")}).get_data(as_text=True)
+    [fields] = page_forms(page)
+    assert len(fields["image"]) < app.config["MAX_FORM_MEMORY_SIZE"] / 2
+    if how == "page form":
+        done = client.post("/feedback", data=urllib.parse.urlencode({**fields, "verdict": "confirm"}),
+                           content_type="application/x-www-form-urlencoded")
+    else:
+        done = multipart(client, API, {**fields, "verdict": "confirm"})
+    assert done.status_code in (200, 201) and len(stored(app)) == 1
+
+
+@pytest.mark.parametrize("path", ["/feedback", API])
+def test_a_multipart_feedback_field_over_the_form_limit_is_a_clear_413(app: Any, client: Any, path: str) -> None:
+    field = "A" * (app.config["MAX_FORM_MEMORY_SIZE"] + 1)
+    response = multipart(client, path, {"receipt": asked(client), "image": field, "verdict": "confirm"})
+    text = response.get_json()["detail"] if path == API else response.get_data(as_text=True)
+    assert response.status_code == 413 and "field that is too long" in text
 
 
 def test_a_bad_form_post_gets_the_html_error_page(client: Any) -> None:

@@ -1,6 +1,7 @@
 """The inference gate and its semaphores, in one process: slots, the queue bound, the wait, the 503s."""
 from __future__ import annotations
 
+import io
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from snakes_web import create_app
-from snakes_web.exceptions import Overloaded
+from snakes_web.exceptions import GateLost, Overloaded
 from snakes_web.serving import gate
 from snakes_web.serving.gate import ADMITTED, RUNNING, GateSize, InferenceGate, size_of
 from snakes_web.serving.semaphores import SharedSemaphores, ThreadSemaphores, create, remove
@@ -182,6 +183,74 @@ def test_when_the_model_is_busy_and_the_queue_full_the_answer_is_503_with_retry_
         assert refused.mimetype == "text/html" and "busy" in refused.get_data(as_text=True)
     metrics = app.test_client().get("/metrics").get_data(as_text=True)
     assert 'snakes_overload_refusals_total{reason="queue-full"} 1.0' in metrics
+
+
+# --- a set removed under the server (systemd RemoveIPC, ipcrm) --------------------------------------------
+
+def test_a_removed_set_is_named_as_removed_never_as_busy_and_logged_once(shared: SharedSemaphores,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    semid = shared.semid
+    gate_ = InferenceGate(shared, GateSize(1, 2, 0.5))
+    assert gate_.gone() == ""
+    remove(semid)
+    for _ in range(3):
+        with pytest.raises(GateLost) as lost:
+            gate_.check_room()
+        assert "busy" not in lost.value.detail and "restarting" in lost.value.detail
+        with pytest.raises(GateLost), gate_.admitted():
+            pass
+    assert gate_.gone() == f"the semaphore set {semid} was removed (systemd RemoveIPC? an ipcrm?)"
+    assert len([r for r in caplog.records if f"semaphore set {semid} was removed" in r.getMessage()]) == 1
+
+
+def test_a_request_waiting_when_the_set_is_removed_is_told_at_once_and_the_one_running_finishes(
+        shared: SharedSemaphores) -> None:
+    gate_ = InferenceGate(shared, GateSize(1, 2, 10.0))
+    running, finish = threading.Event(), threading.Event()
+    outcomes: list[str] = []
+
+    def run() -> None:
+        with gate_.admitted():  # holds the only slot while the set goes; giving it back must not fail
+            running.set()
+            finish.wait(10)
+        outcomes.append("ran")
+
+    def wait() -> None:
+        try:
+            with gate_.admitted():
+                outcomes.append("ran too")
+        except GateLost:
+            outcomes.append("lost")
+
+    runner, waiter = threading.Thread(target=run), threading.Thread(target=wait)
+    runner.start()
+    assert running.wait(10)
+    waiter.start()
+    time.sleep(0.1)  # the waiter is in semtimedop, 10 s to go
+    started = time.monotonic()
+    remove(shared.semid)
+    waiter.join(5)
+    assert outcomes == ["lost"] and time.monotonic() - started < 2  # EIDRM wakes it, not the timeout
+    finish.set()
+    runner.join(5)
+    assert outcomes == ["lost", "ran"]
+
+
+def test_without_its_semaphores_readyz_and_predictions_answer_503_naming_the_cause(
+        settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch, shared: SharedSemaphores) -> None:
+    semid = shared.semid
+    monkeypatch.setenv(gate.GATE_ENV, gate.handed(semid, GateSize(1, 2, 1.0)))  # as the gunicorn master hands it
+    client = create_app(settings).test_client()
+    assert client.get("/readyz").status_code == 200
+    remove(semid)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json()["type"].endswith(":gate-lost")
+    assert f"the semaphore set {semid} was removed (systemd RemoveIPC? an ipcrm?)" in ready.get_json()["detail"]
+    for path in ("/api/v1/predict", "/"):
+        answer = client.post(path, data={"file": (io.BytesIO(image_bytes()), "r.png")})
+        text = answer.get_data(as_text=True)
+        assert answer.status_code == 503 and answer.headers["Retry-After"].isdigit()
+        assert "restarting" in text and "busy" not in text
 
 
 @pytest.mark.parametrize(("received", "elapsed", "behind"), [

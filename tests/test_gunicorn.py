@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import DATA, free_port
+from snakes_web.serving.semaphores import SharedSemaphores
+from tests.conftest import DATA, free_port, image_bytes
 
 ROOT = Path(__file__).parent.parent
 
@@ -148,6 +149,49 @@ def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path: Path) -> Non
     assert code != 0 and "Traceback" not in text
     [line] = [line for line in text.splitlines() if "cannot start" in line]
     assert "SNAKES_WORKERS='lots'" in line
+
+
+def test_a_short_secret_key_stops_start_up_with_one_clear_line_that_does_not_repeat_it(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    model = tmp_path / "fake.onnx"
+    model.write_bytes(b"")  # there, so that only the key can stop start-up before a worker is forked
+    env = {**os.environ, "SNAKES_SECRET_KEY": "hunter2-is-too-short", "SNAKES_MODEL": str(model)}
+    with log.open("wb") as out:
+        code = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind",
+                               f"127.0.0.1:{free_port()}", "wsgi:app"], cwd=ROOT, env=env, stdout=out,
+                              stderr=subprocess.STDOUT, timeout=60).returncode
+    text = log.read_text()
+    assert code != 0 and "Traceback" not in text and "hunter2" not in text
+    [line] = [line for line in text.splitlines() if "cannot start" in line]
+    assert "SNAKES_SECRET_KEY" in line and "secrets.token_urlsafe(32)" in line
+
+
+def test_a_semaphore_set_removed_under_the_server_is_made_anew_and_serving_resumes(tmp_path: Path) -> None:
+    """systemd's RemoveIPC (or an ipcrm) deletes the gate's set: 503s that say so, never "busy", then recovery."""
+    model = tmp_path / "fake.onnx"
+    model.write_bytes(b"")  # gunicorn.conf.py checks the file exists; the fake colour model answers
+    log = tmp_path / "gunicorn.log"
+    with running_gunicorn(model, log, workers=2, app="tests.feedback_app:create()") as (base, _):
+        [semid] = re.findall(r"semaphore set (\d+)", log.read_text())
+        subprocess.run(["ipcrm", "-s", semid], check=True)
+        answers: list[requests.Response] = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            answers += [requests.get(f"{base}/readyz", timeout=30),
+                        requests.post(f"{base}/api/v1/predict", files={"file": ("r.png", image_bytes())}, timeout=30)]
+            if [a.status_code for a in answers[-2:]] == [200, 200]:  # only a worker on a new set can say 200
+                break
+            time.sleep(0.1)
+        text = log.read_text()
+        assert [a.status_code for a in answers[-2:]] == [200, 200], text
+        refused = [a.json() for a in answers if a.status_code != 200]
+        assert all(r["status"] == 503 and r["type"].endswith(":gate-lost") for r in refused)
+        [new] = re.findall(r"made semaphore set (\d+)", text)
+        assert new != semid and SharedSemaphores.exists(int(new))
+        named = [line for line in text.splitlines() if f"semaphore set {semid} was removed" in line]
+        assert 1 <= len(named) <= 3  # once by the master, at most once by each worker: not once per request
+        assert "Traceback" not in text
+    assert not SharedSemaphores.exists(int(new))  # the master removed the set it made, on exit
 
 
 def test_the_config_follows_port_and_keeps_threads_within_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:

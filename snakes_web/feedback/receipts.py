@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from PIL import Image
 
+from snakes_web.config import ConfigError
 from snakes_web.exceptions import BadRequest
 from snakes_web.model.predictor import Prediction
 
@@ -31,6 +32,9 @@ QUALITIES = (85, 70, 55)
 #: What an old client that still sends a PR-18 ``token`` is told (it carried the photo; receipts do not).
 OLD_TOKEN = ("This looks like a feedback token from an older version of this server. Ask for a receipt "
              "(POST /api/v1/predict?feedback=1) and send it back as `receipt`, with the photo.")
+#: Fewest bytes a key set in ``SECRET_KEY`` may have: as many as the HMAC-SHA256 that signs with it.
+MIN_KEY_BYTES = 32
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,15 @@ def keep_image(image: Image.Image, side: int, max_bytes: int) -> KeptImage:
             if out.tell() <= max_bytes or side <= 64:
                 return KeptImage(out.getvalue(), *clean.size)
         side = side * 3 // 4
+
+
+def check_key(key: str) -> None:
+    """Refuse a set receipt key shorter than ``MIN_KEY_BYTES`` in UTF-8 (empty is fine: one is made and kept)."""
+    size = len(key.encode("utf-8"))
+    if 0 < size < MIN_KEY_BYTES:  # the key itself is never repeated: the message goes to logs
+        raise ConfigError(f"SNAKES_SECRET_KEY is {size} bytes long; the key that signs feedback receipts needs at "
+                          f"least {MIN_KEY_BYTES} random bytes. Make one with {MAKE_A_KEY}, or leave it empty for "
+                          f"one made once and kept in the feedback database.")
 
 
 def _serializer(key: str) -> URLSafeTimedSerializer:

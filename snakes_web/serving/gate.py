@@ -9,6 +9,12 @@ Two semaphores: ``ADMITTED`` (slots + queue length) is taken without waiting —
 queue is full and the request is answered 503 at once; ``RUNNING`` (slots) is waited for, at most the
 queue timeout — past it, 503 as well. A backend that cannot run two predictions at once in one
 process (fastai's ``Learner.predict``) also takes a per-process lock first. No Flask here.
+
+When the shared set is removed under the server (systemd RemoveIPC, ``ipcrm``) the gate cannot count
+any more: it says so once in the log, every request it meets is answered 503 ``gate-lost`` (never
+"busy"), and ``gone()`` lets ``/readyz`` and the worker see it. The worker then leaves, and the master
+makes a new set for the workers it starts next (``tools.gunicorn_config.pre_fork``): no worker ever
+makes a set of its own, which the others could not know of.
 """
 from __future__ import annotations
 
@@ -20,10 +26,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from snakes_web.exceptions import Overloaded
+from snakes_web.exceptions import GateLost, Overloaded
 from snakes_web.extensions import Slot
 
-from .semaphores import Semaphores, SharedSemaphores, ThreadSemaphores
+from .semaphores import Semaphores, SetRemoved, SharedSemaphores, ThreadSemaphores
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,10 @@ ADMITTED, RUNNING = 0, 1
 GATE_ENV = "SNAKES_WEB_GATE"
 #: Seconds without a refusal after which an overload burst counts as over (and is logged as such).
 BURST_QUIET_SECONDS = 10.0
+#: What a request is told when the gate's semaphores are gone (the log line names the set).
+LOST = ("The server lost the semaphores that count its inference slots (removed by systemd's RemoveIPC or an "
+        "ipcrm?), so it cannot run the model safely; its workers are restarting with new ones. Try again in "
+        "a few seconds.")
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class InferenceGate:
         self._burst = _Burst()
         self._here = 0  # requests of this process inside ``admitted``
         self._here_lock = threading.Lock()
+        self._lost = ""  # why the semaphores are gone, once seen ("" while they are there)
+        self._lost_lock = threading.Lock()
 
     @property
     def busy_here(self) -> int:
@@ -85,7 +97,7 @@ class InferenceGate:
             with self._here_lock:
                 self._here += 1
             held.callback(self._leave_here)
-            if not self.semaphores.acquire(ADMITTED, 0):
+            if not self._take(ADMITTED, 0):
                 self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
             held.callback(self.semaphores.release, ADMITTED)
             local = self._local(concurrency)
@@ -94,7 +106,7 @@ class InferenceGate:
                     self._refuse("timeout", f"a request waited {self.size.timeout:g} s for the model")
                 held.callback(local.release)
             left = self.size.timeout - (time.monotonic() - started)
-            if not self.semaphores.acquire(RUNNING, max(left, 0.001)):
+            if not self._take(RUNNING, max(left, 0.001)):
                 self._refuse("timeout", f"a request waited {self.size.timeout:g} s for the model")
             held.callback(self.semaphores.release, RUNNING)
             yield
@@ -110,8 +122,36 @@ class InferenceGate:
         A hint, not the admission: ``admitted`` still counts strictly. It spares a busy server
         reading uploads it would refuse, and a phone uploading a photo only to be told to retry.
         """
-        if self.semaphores.value(ADMITTED) <= 0:
+        try:
+            free = self.semaphores.value(ADMITTED)
+        except SetRemoved as exc:
+            raise self._lost_to(exc) from None
+        if free <= 0:
             self._refuse("queue-full", f"more than {self.size.queue} requests are waiting for the model")
+
+    def gone(self) -> str:
+        """Return why this gate's semaphores are gone, looking now ("" while they are there)."""
+        if not self._lost:
+            try:
+                self.semaphores.value(ADMITTED)
+            except SetRemoved as exc:
+                self._lost_to(exc)
+        return self._lost
+
+    def _take(self, index: int, timeout: float) -> bool:
+        """Take one unit of semaphore ``index`` (False: not within ``timeout``); ``GateLost`` once the set is gone."""
+        try:
+            return self.semaphores.acquire(index, timeout)
+        except SetRemoved as exc:
+            raise self._lost_to(exc) from None
+
+    def _lost_to(self, exc: SetRemoved) -> GateLost:
+        """Note (and log, the first time) that the semaphores are gone; return the error requests get."""
+        with self._lost_lock:
+            if not self._lost:
+                self._lost = exc.reason
+                log.error("inference gate lost: %s; predictions answer 503 until this worker is replaced", exc)
+        return GateLost(LOST)
 
     def retry_after(self) -> int:
         """Return the seconds a refused client should wait: a quarter of the queue timeout, at least 1."""
@@ -178,9 +218,15 @@ def gate_from_environment(environ: Mapping[str, str], size: GateSize) -> Inferen
     """
     given = environ.get(GATE_ENV, "")
     if given:
-        semid, slots, queue = (int(part) for part in given.split(","))
-        return InferenceGate(SharedSemaphores(semid), GateSize(slots, queue, size.timeout))
+        semid, shared = read_handed(given, size.timeout)
+        return InferenceGate(SharedSemaphores(semid), shared)
     return InferenceGate(ThreadSemaphores(size.values), size)
+
+
+def read_handed(given: str, timeout: float) -> tuple[int, GateSize]:
+    """Return the semaphore set id and the gate size that a ``GATE_ENV`` value (``handed``) names."""
+    semid, slots, queue = (int(part) for part in given.split(","))
+    return semid, GateSize(slots, queue, timeout)
 
 
 #: Where ``create_app`` keeps the InferenceGate: ``attach(app.extensions, ...)``, then ``gate_of(app)``.

@@ -10,6 +10,11 @@ it, but its published wheels are built without ``semtimedop`` and so cannot wait
 The set is made once in the gunicorn master (``create``); the workers, forked from it, open it by
 its id (``SharedSemaphores(semid)``). ``ThreadSemaphores`` is the same interface for one process
 (``flask run``, the test client). No Flask here.
+
+A set can vanish under a running server: systemd's ``RemoveIPC=yes`` (logind's default) deletes a
+user's sets when their last session ends, and ``ipcrm -s`` deletes one by hand. The kernel then
+answers EIDRM (to a waiter) or EINVAL (to the next call), which ``SetRemoved`` names; a busy set
+answers EAGAIN, which is only "not now".
 """
 from __future__ import annotations
 
@@ -68,6 +73,23 @@ class Semaphores(Protocol):
         """Return how many units of semaphore ``index`` are free now."""
 
 
+class SetRemoved(OSError):
+    """The semaphore set is gone: removed while in use (EIDRM/EINVAL), not merely busy (EAGAIN)."""
+
+    def __init__(self, semid: int, error: int) -> None:
+        self.semid = semid
+        self.reason = f"the semaphore set {semid} was removed (systemd RemoveIPC? an ipcrm?)"
+        super().__init__(error, self.reason)
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _gone(error: int) -> bool:
+    """Tell whether a semaphore call's errno means the set no longer exists."""
+    return error in (errno.EIDRM, errno.EINVAL)
+
+
 def create(values: list[int]) -> int:
     """Make a new private semaphore set holding ``values``; return its id (for the workers' environment)."""
     libc = _c()
@@ -92,7 +114,7 @@ class SharedSemaphores:
 
     def __init__(self, semid: int) -> None:
         if not self.exists(semid):
-            raise OSError(errno.EINVAL, f"no semaphore set {semid}")
+            raise SetRemoved(semid, errno.EINVAL)
         self.semid = semid
 
     def acquire(self, index: int, timeout: float | None) -> bool:
@@ -109,25 +131,38 @@ class SharedSemaphores:
             error = ctypes.get_errno()
             if error == errno.EAGAIN:  # not free (IPC_NOWAIT) or the timeout ran out
                 return False
+            if _gone(error):
+                raise SetRemoved(self.semid, error)
             if error != errno.EINTR:
                 raise OSError(error, "semtimedop: " + os.strerror(error))
 
     def release(self, index: int) -> None:
-        """Give one unit back (undo-tracked, so the kernel's tally for this process returns to zero)."""
+        """Give one unit back (undo-tracked, so the kernel's tally for this process returns to zero).
+
+        A set that is gone took its counts and undo records with it: there is nothing to give back.
+        """
         op = _SemBuf(index, 1, SEM_UNDO)
         while _c().semtimedop(self.semid, ctypes.byref(op), 1, None) != 0:
             error = ctypes.get_errno()
+            if _gone(error):
+                return
             if error != errno.EINTR:
                 raise OSError(error, "semtimedop: " + os.strerror(error))
 
     @staticmethod
     def exists(semid: int) -> bool:
         """Tell whether semaphore set ``semid`` still exists."""
-        return int(_c().semctl(semid, 0, GETVAL, 0)) >= 0
+        return int(_c().semctl(semid, 0, GETVAL, 0)) >= 0 or not _gone(ctypes.get_errno())
 
     def value(self, index: int) -> int:
-        """Return the free units of semaphore ``index`` (-1 when the set is gone)."""
-        return int(_c().semctl(self.semid, index, GETVAL, 0))
+        """Return the free units of semaphore ``index``; raise ``SetRemoved`` when the set is gone."""
+        value = int(_c().semctl(self.semid, index, GETVAL, 0))
+        if value < 0:
+            error = ctypes.get_errno()
+            if _gone(error):
+                raise SetRemoved(self.semid, error)
+            raise OSError(error, "semctl GETVAL: " + os.strerror(error))
+        return value
 
 
 class ThreadSemaphores:

@@ -35,6 +35,11 @@ from snakes_web.exceptions import RequestTimeout, problem_document
 from .gate import InferenceGate, gate_of
 from .shutdown import server_flag
 
+#: The gunicorn releases this worker was tested with (it extends gthread's internals: enqueue_req, handle,
+#: accept, set_accept_enabled, max_keepalived, util.close_graceful). setup.cfg allows only these, the lock
+#: file pins one, and tests/test_pins.py fails when the installed one is outside.
+TESTED_GUNICORN = ">=27,<28"
+
 #: glibc gives each thread that allocates its own malloc arena (up to 8 per core), and the memory
 #: freed in one is not reused by another: measured with 64 threads under load, an ONNX worker's RSS
 #: settled at ~186 MB with the default and ~150 MB with 2 arenas, at the same throughput.
@@ -200,6 +205,8 @@ def tune_malloc(arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOL
 class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn ships no types: its classes are Any
     """gunicorn's threaded worker, with paced requests and keep-alive within its thread count."""
 
+    alive: bool  # gunicorn's: False ends the main loop (then what the worker holds is finished)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # gunicorn.conf.py sets worker_connections = threads, so that every connection a worker
@@ -215,6 +222,19 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]  # gunicorn ship
         """Tune glibc's malloc before this worker starts any thread, then start as gthread does."""
         tune_malloc()
         super().init_process()
+
+    def notify(self) -> None:
+        """Tell the master this worker lives; once the gate's semaphores are gone, leave (finishing what it holds).
+
+        Its replacement is forked with a new set (``gunicorn_config.pre_fork``). Called about once a
+        second by gthread's main loop, so even a worker that gets no request leaves within a second.
+        """
+        super().notify()
+        gate = self._gate() if self.alive else None
+        if gate is not None and gate.gone():
+            self.log.warning("snakes-web: worker %d leaves: its inference gate is gone; the master starts one "
+                             "with a new semaphore set", self.pid)
+            self.alive = False
 
     @classmethod
     def check_config(cls, cfg: Any, log: Any) -> None:

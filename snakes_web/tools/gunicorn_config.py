@@ -41,13 +41,15 @@ from pathlib import Path
 
 from snakes_web.config import ConfigError, load_settings  # imports no torch
 from snakes_web.exceptions import ModelLoadError
+from snakes_web.feedback.receipts import check_key  # imports no torch either
 from snakes_web.model.loader import backend_for  # imports no backend
 from snakes_web.serving.budget import budget_size
-from snakes_web.serving.gate import GATE_ENV, handed, size_of
+from snakes_web.serving.gate import GATE_ENV, handed, read_handed, size_of
 from snakes_web.serving.sizing import plan_from_settings
 
 try:
     _settings = load_settings()
+    check_key(_settings["SECRET_KEY"])  # here too, so the master stops with one line, not each worker
 except ConfigError as _error:  # one clear line, not gunicorn's "Failed to read config file" traceback
     print(f"snakes-web cannot start: {_error}", file=sys.stderr)
     sys.exit(1)
@@ -135,6 +137,33 @@ def _make_gate(server, slots: int) -> None:  # type: ignore[no-untyped-def]
                     size.timeout, threads)
 
 
+def pre_fork(server, worker) -> None:  # type: ignore[no-untyped-def]
+    """Before a worker forks, make the gate anew when its semaphore set is gone (systemd RemoveIPC, ipcrm).
+
+    The workers that held the old set leave (``ThreadWorker.notify``) and are replaced here, one fork at
+    a time, so the first replacement makes the new set and the next ones find it: every worker that
+    counts on a set counts on the same one.
+    """
+    from snakes_web.serving import semaphores
+
+    given = os.environ.get(GATE_ENV, "")
+    if not given:
+        return
+    semid, size = read_handed(given, _settings["QUEUE_TIMEOUT"])
+    if semaphores.SharedSemaphores.exists(semid):
+        return
+    try:
+        renewed = semaphores.create(size.values)
+    except OSError as exc:  # the worker then fails to boot, and gunicorn stops: loud, not a 503 forever
+        server.log.error("snakes-web: the semaphore set %d was removed and a new one cannot be made: %s", semid, exc)
+        return
+    _forget_made(f"gate:{semid}")  # its id may be reused by someone else's set: never remove it on exit
+    _note_made(f"gate:{renewed}")
+    os.environ[GATE_ENV] = handed(renewed, size)
+    server.log.warning("snakes-web: the semaphore set %d was removed (systemd RemoveIPC? an ipcrm?): made "
+                       "semaphore set %d for the workers that start from now on", semid, renewed)
+
+
 def post_worker_init(worker) -> None:  # type: ignore[no-untyped-def]
     """Route the app's log through gunicorn's error log, then load and warm up the model."""
     import logging
@@ -194,6 +223,12 @@ def _note_made(thing: str) -> None:
     """Remember, in this master's environment, something to remove when it exits."""
     made = os.environ.get(_MADE_HERE, "")
     os.environ[_MADE_HERE] = f"{made}\n{thing}" if made else thing
+
+
+def _forget_made(thing: str) -> None:
+    """Stop remembering something this master made (it is gone already)."""
+    made = [line for line in os.environ.get(_MADE_HERE, "").splitlines() if line != thing]
+    os.environ[_MADE_HERE] = "\n".join(made)
 
 
 def on_exit(server) -> None:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
 
 from snakes_web.exceptions import (
     BadRequest,
+    GateLost,
     ModelLoadError,
     ModelUnavailable,
     Overloaded,
@@ -91,9 +92,10 @@ def log_server_error(error: SnakesError) -> None:
     """Log a 5xx we answer on purpose (a remote server failed, no model) with the request id.
 
     Overload is the exception: the gate logs it once per burst, not once per refused request; and so is
-    a stopping server's /readyz, which the worker logs once when the drain starts.
+    a stopping server's /readyz, which the worker logs once when the drain starts, and a lost gate, which
+    the gate logs once when it finds its semaphores gone.
     """
-    if error.status >= 500 and not isinstance(error, Overloaded | ShuttingDown):
+    if error.status >= 500 and not isinstance(error, Overloaded | ShuttingDown | GateLost):
         log.warning("%s %s (request %s): %s", error.status, error.slug, g.get("request_id", "-"), error.detail)
 
 

@@ -42,7 +42,7 @@ from snakes_web.exceptions import (
 from snakes_web.extensions import Slot
 from snakes_web.feedback.database import Database
 from snakes_web.feedback.ratelimit import SCHEME
-from snakes_web.feedback.receipts import OLD_TOKEN, KeptImage, Receipt, issue, keep_image, redeem
+from snakes_web.feedback.receipts import OLD_TOKEN, KeptImage, Receipt, check_key, issue, keep_image, redeem
 from snakes_web.feedback.store import ALREADY_SENT, VERDICTS, FeedbackStore, NewFeedback, Quota
 from snakes_web.model.loader import holder_of
 from snakes_web.model.predictor import Prediction, concurrency_of
@@ -140,6 +140,7 @@ feedback_of = SLOT.of
 
 def register_feedback(app: Flask, environ: Mapping[str, str] = os.environ) -> None:
     """Attach the store, the rate limit and the feedback routes (404 when feedback is off); read the key."""
+    check_key(app.config["SECRET_KEY"])  # a short key is refused even with feedback off: it is a mistake either way
     store = FeedbackStore(Database.from_settings(app.config))
     service = Feedback(store, app.config, refused=replicas_without_a_shared_key(app.config, environ))
     SLOT.attach(app.extensions, service)
