@@ -112,7 +112,7 @@ COPY --from=base /opt/models/export.onnx models/export.onnx
 VOLUME /data
 # Numeric, so a runtime can check it is not root (Kubernetes' runAsNonRoot).
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 9464
 # No curl in the slim image: ask with Python's http.client (which, unlike urllib, uses no proxy).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import http.client, os, sys; c = http.client.HTTPConnection('127.0.0.1', int(os.environ.get('PORT', '8000')), timeout=4); c.request('GET', '/healthz'); sys.exit(c.getresponse().status != 200)"]

@@ -128,6 +128,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("METRICS", True, parse_bool,
             "Serve Prometheus metrics at `/metrics` (multiprocess-safe under gunicorn)."),
     # --- issue 14 ---
+    Setting("METRICS_PORT", 9464, int,
+            "Port on which gunicorn's master serves `/metrics` (summed over the workers), on the host the app "
+            "binds; the app's own port then has no `/metrics`. 0 serves `/metrics` on the app's port instead "
+            "(a closed network only: anyone who reaches the app reads it)."),
     Setting("THREADS", 64, int,
             "Connections each gunicorn worker serves at once, each on its own thread: they wait on the "
             "network (uploads, URL fetches, answers) without holding the model."),

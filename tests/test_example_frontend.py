@@ -38,7 +38,8 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def api_server(origins: str) -> Any:
     return live_server(create_app({"PREDICTOR": FakePredictor(), "ALLOW_PRIVATE_URLS": True,
-                                   "CORS_ORIGINS": origins}))
+                                   "CORS_ORIGINS": origins,
+                                   "METRICS_PORT": 0}))  # /metrics on the app's port: no gunicorn master here
 
 
 def test_the_example_uploads_a_photo_to_the_api_on_another_origin(browser: Any, frontend: str) -> None:  # noqa: F811

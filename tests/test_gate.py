@@ -157,7 +157,8 @@ class HeldPredictor(FakePredictor):
 @pytest.mark.parametrize("path", ["/api/v1/predict", "/"])
 def test_when_the_model_is_busy_and_the_queue_full_the_answer_is_503_with_retry_after(path: str) -> None:
     predictor = HeldPredictor()
-    app = create_app({"PREDICTOR": predictor, "TESTING": True, "QUEUE_LENGTH": 1, "QUEUE_TIMEOUT": 10.0})
+    app = create_app({"PREDICTOR": predictor, "TESTING": True, "QUEUE_LENGTH": 1, "QUEUE_TIMEOUT": 10.0,
+                      "METRICS_PORT": 0})  # /metrics in the app: there is no gunicorn master here
     png = image_bytes("PNG", colour=COLOURS["green"])
 
     def post() -> Any:

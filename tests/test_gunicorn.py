@@ -20,6 +20,15 @@ from tests.conftest import DATA, free_port, image_bytes
 ROOT = Path(__file__).parent.parent
 
 
+#: The metrics port of each server these helpers started, by its app port.
+METRICS_PORTS: dict[int, int] = {}
+
+
+def metrics_base(base: str) -> str:
+    """Return the base URL of the metrics port of the server at ``base`` (started by ``start_gunicorn``)."""
+    return f"http://127.0.0.1:{METRICS_PORTS[int(base.rsplit(':', 1)[1])]}"
+
+
 def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2,
                    environ: Mapping[str, str] | None = None, app: str = "wsgi:app") -> subprocess.Popen[bytes]:
     """Start gunicorn with the project's config on 127.0.0.1:port (in ``environ``, default ours)."""
@@ -27,6 +36,8 @@ def start_gunicorn(model: Path, log: Path, port: int, workers: int = 2,
     env.pop("PORT", None)
     env.pop("WEB_CONCURRENCY", None)
     env.setdefault("SNAKES_DRAIN_SECONDS", "0")  # faster: no balancer to wait for when a test stops it (SIGTERM)
+    env.setdefault("SNAKES_METRICS_PORT", str(free_port()))  # the master's /metrics, one port per server
+    METRICS_PORTS[port] = int(env["SNAKES_METRICS_PORT"])
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}",

@@ -14,6 +14,12 @@ from snakes_web import create_app
 from tests.conftest import DATA, FakePredictor, free_port, image_bytes
 
 
+@pytest.fixture
+def settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The in-process tests read /metrics from the app itself: no gunicorn master here to serve the port."""
+    return {**settings, "METRICS_PORT": 0}
+
+
 def samples(client: Any) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Scrape /metrics and return {(sample name, sorted labels): value}."""
     response = client.get("/metrics")
@@ -62,17 +68,32 @@ def test_the_model_load_time_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
     import snakes_web.model.loader as loader
 
     monkeypatch.setattr(loader, "load_predictor", lambda *args: FakePredictor())
-    client = create_app({"MODEL": "any.pkl"}).test_client()
+    client = create_app({"MODEL": "any.pkl", "METRICS_PORT": 0}).test_client()
     assert samples(client)[("snakes_model_load_seconds", ())] == 0  # nothing loaded yet
     client.get("/api/v1/model")
     assert samples(client)[("snakes_model_load_seconds", ())] > 0
 
 
 def test_each_app_counts_only_its_own_requests() -> None:
-    first = create_app({"PREDICTOR": FakePredictor()}).test_client()
-    second = create_app({"PREDICTOR": FakePredictor()}).test_client()
+    first = create_app({"PREDICTOR": FakePredictor(), "METRICS_PORT": 0}).test_client()
+    second = create_app({"PREDICTOR": FakePredictor(), "METRICS_PORT": 0}).test_client()
     first.get("/healthz")
     assert requests_total(samples(second), "/healthz", "GET", "200") == 0
+
+
+def test_by_default_the_apps_own_port_has_no_metrics_gunicorns_master_serves_them() -> None:
+    client = create_app({"PREDICTOR": FakePredictor()}).test_client()
+    assert client.get("/metrics").status_code == 404  # SNAKES_METRICS_PORT (9464): not on the public port
+    client.get("/healthz")  # still counted, for the master to serve
+
+
+def test_the_metrics_port_listens_where_the_app_does() -> None:
+    from snakes_web.serving.metrics_port import metrics_host
+
+    assert metrics_host(["127.0.0.1:8000"]) == "127.0.0.1"
+    assert metrics_host(["0.0.0.0:8000"]) == "0.0.0.0"
+    assert metrics_host(["[::]:8000"]) == "::"
+    assert metrics_host(["unix:/run/snakes.sock"]) == "127.0.0.1"  # behind a proxy: loopback
 
 
 def test_metrics_can_be_turned_off() -> None:
@@ -108,7 +129,7 @@ def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 @pytest.mark.slow
 def test_counts_add_up_across_two_gunicorn_workers(default_model_path: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_gunicorn import running_gunicorn
+    from tests.test_gunicorn import metrics_base, running_gunicorn
 
     folder = tmp_path / "metrics"
     folder.mkdir()
@@ -124,11 +145,12 @@ def test_counts_add_up_across_two_gunicorn_workers(default_model_path: Path, tmp
         with (DATA / "chelsea.jpg").open("rb") as photo:
             assert requests.post(f"{base}/api/v1/predict", files={"file": photo}, timeout=60).status_code == 200
 
-        for scraped_before in range(6):  # whichever worker answers the scrape, the totals are the same
-            scraped = scrape(base)
+        for _ in range(3):  # the master sums every worker's samples, scrape after scrape
+            scraped = scrape(metrics_base(base))
             assert requests_total(scraped, "/api/v1/model", "GET", "200") == sent
-            assert requests_total(scraped, "/metrics", "GET", "200") == scraped_before
             assert scraped[("snakes_model_inference_seconds_count", ())] >= 1
+        assert requests.get(f"{base}/metrics", timeout=10).status_code == 404  # not on the app's port
+        assert "/metrics on http://127.0.0.1:" in log.read_text()
 
         served = served_by_pid(folder, "/api/v1/model")
         assert len([pid for pid, count in served.items() if count > 0]) == 2, served

@@ -109,3 +109,18 @@ def test_an_error_under_flask_debug_shows_no_traceback(monkeypatch: pytest.Monke
     response = app.test_client().post("/api/v1/predict", data={"file": (io.BytesIO(image_bytes()), "a.png")})
     assert response.status_code == 500
     assert b"Traceback" not in response.data and b"/srv/secret" not in response.data
+
+
+def test_no_template_is_handed_the_configuration(tmp_path: Any) -> None:
+    from flask import template_rendered
+
+    from tests.conftest import FakePredictor
+
+    secret = "s" * 40
+    app = create_app({"PREDICTOR": FakePredictor(), "TESTING": True, "SECRET_KEY": secret,
+                      "DATA_DIR": str(tmp_path / "data")})
+    seen: list[dict[str, Any]] = []
+    template_rendered.connect(lambda sender, template, context, **extra: seen.append(context), app, weak=False)
+    page = app.test_client().get("/").get_data(as_text=True)
+    assert seen and all("config" not in context for context in seen) and secret not in page
+    assert "config" not in app.jinja_env.globals

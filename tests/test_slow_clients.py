@@ -29,7 +29,7 @@ import requests
 from snakes_web.serving.semaphores import SharedSemaphores
 from tests.conftest import DATA, ImageServer, Route, image_bytes
 from tests.held_app import MAGENTA
-from tests.test_gunicorn import running_gunicorn
+from tests.test_gunicorn import metrics_base, running_gunicorn
 
 pytestmark = pytest.mark.slow
 HELD_APP = "tests.held_app:create()"
@@ -222,7 +222,7 @@ def test_when_every_slot_is_held_a_request_gets_503_with_retry_after_when_its_wa
         page = photo_upload(base, path="/")
         assert page.status_code == 503 and "text/html" in page.headers["Content-Type"] and "busy" in page.text
         assert [future.result().status_code for future in held] == [200, 200]
-        metrics = requests.get(f"{base}/metrics", timeout=10).text
+        metrics = requests.get(f"{metrics_base(base)}/metrics", timeout=10).text
         assert re.search(r'snakes_overload_refusals_total\{reason="timeout"\} 2\.0', metrics), metrics
 
 
@@ -250,7 +250,7 @@ def test_64_clients_in_flight_get_answers_or_fast_503s_and_the_server_is_healthy
     time.sleep(1)
     assert requests.get(f"{base}/readyz", timeout=5).status_code == 200
     assert photo_upload(base, timeout=10).status_code == 200
-    metrics = requests.get(f"{base}/metrics", timeout=10).text
+    metrics = requests.get(f"{metrics_base(base)}/metrics", timeout=10).text
     refused = float(re.search(r'snakes_overload_refusals_total\{reason="queue-full"\} (\S+)', metrics).group(1))  # type: ignore[union-attr]
     assert refused >= seen[503]  # every 503 counted (earlier tests may have added their own)
     text = onnx_server["log"].read_text()

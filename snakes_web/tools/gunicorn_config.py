@@ -116,6 +116,24 @@ def when_ready(server) -> None:  # type: ignore[no-untyped-def]
     raise_on_sigterm(server_flag())
     server.log.info("snakes-web: on SIGTERM, /readyz answers 503 at once; serving %d s more, then up to "
                     "%d s to finish", _settings["DRAIN_SECONDS"], _settings["GRACEFUL_TIMEOUT"])
+    _serve_metrics(server)
+
+
+def _serve_metrics(server) -> None:  # type: ignore[no-untyped-def]
+    """Serve /metrics from this master on SNAKES_METRICS_PORT, off the app's public port (issue 29)."""
+    if not _settings["METRICS"] or not _settings["METRICS_PORT"]:
+        return
+    from snakes_web.serving.metrics_port import metrics_host, serve_metrics
+
+    host, port = metrics_host([str(b) for b in server.cfg.bind]), _settings["METRICS_PORT"]
+    try:
+        serve_metrics(os.environ[_METRICS_ENV], host, port)
+    except OSError as exc:  # the app still serves; say loudly that the scrape will find nothing
+        server.log.error("snakes-web: cannot serve /metrics on %s:%d (%s); set SNAKES_METRICS_PORT to a free "
+                         "port", host, port, exc.strerror or exc)
+        return
+    server.log.info("snakes-web: /metrics on http://%s:%d/metrics (not on the app's port)",
+                    f"[{host}]" if ":" in host else host, port)
 
 
 # --- the inference gate (issue 14): one semaphore set for all workers, made before they fork ---

@@ -78,7 +78,8 @@ def register_metrics(app: Flask) -> None:
             metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
         return response
 
-    app.register_blueprint(bp)
+    if not app.config["METRICS_PORT"]:  # else gunicorn's master serves them on their own port (metrics_port)
+        app.register_blueprint(bp)
 
 
 @contextlib.contextmanager

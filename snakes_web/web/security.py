@@ -28,6 +28,9 @@ ALWAYS = {
 def register_security_headers(app: Flask) -> None:
     """Add the security headers to every response, the CSP to every HTML one; force debug off."""
     keep_debug_off(app)
+    # Flask hands every template the whole configuration (secret key, owner token, database URL) as
+    # `config`: one careless edit from a leak. Templates get what their view passes, nothing more.
+    app.jinja_env.globals.pop("config", None)
 
     @app.after_request
     def _security_headers(response: Response) -> Response:

@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from snakes_web.config import load_settings
+from snakes_web.serving.metrics_port import DEFAULT_PORT
 from snakes_web.serving.sizing import MASTER_MEMORY_MB, WORKER_MEMORY_MB, plan
 from snakes_web.serving.worker import SEND_TIMEOUT
 from tests.conftest import free_port
@@ -105,8 +106,10 @@ def test_ports_agree_with_the_image_and_the_server(prod_image: str, monkeypatch:
     config = json.loads(run(tool("podman"), "image", "inspect", prod_image, "--format", "{{json .Config}}").stdout)
     exposed = {int(port.split("/")[0]) for port in config["ExposedPorts"]}
     image_env = dict(entry.split("=", 1) for entry in config["Env"])
-    [port] = spec["ports"]
-    assert {port["containerPort"]} == exposed and port["protocol"] == "TCP"
+    port, metrics_port = spec["ports"]
+    assert (port["name"], metrics_port["name"]) == ("http", "metrics")
+    assert {port["containerPort"], metrics_port["containerPort"]} == exposed and port["protocol"] == "TCP"
+    assert metrics_port["containerPort"] == int(env_of(spec).get("SNAKES_METRICS_PORT", str(DEFAULT_PORT)))
     assert env_of(spec).get("PORT", image_env["PORT"]) == str(port["containerPort"])
     # gunicorn.conf.py binds every interface on $PORT (the kubelet and the Service reach the pod's IP).
     monkeypatch.setenv("PORT", env_of(spec).get("PORT", image_env["PORT"]))
@@ -119,13 +122,26 @@ def test_ports_agree_with_the_image_and_the_server(prod_image: str, monkeypatch:
         ["/readyz", "/readyz", "/healthz"]
     [service_port] = service["spec"]["ports"]
     assert port_number(spec, service_port["targetPort"]) == port["containerPort"]
-    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
-    assert backend["name"] == service["metadata"]["name"] and backend["port"]["name"] == service_port["name"]
+    for path in ingress["spec"]["rules"][0]["http"]["paths"]:  # every route to the app's public port
+        backend = path["backend"]["service"]
+        assert backend["name"] == service["metadata"]["name"] and backend["port"]["name"] == service_port["name"]
     annotations = deployment["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/path"] == "/metrics"
-    assert int(annotations["prometheus.io/port"]) == port["containerPort"]
-    network_in = kinds["NetworkPolicy"]["spec"]["ingress"][0]["ports"][0]["port"]
-    assert port_number(spec, network_in) == port["containerPort"]
+    assert int(annotations["prometheus.io/port"]) == metrics_port["containerPort"]  # scraped on its own port
+    http_in, metrics_in = kinds["NetworkPolicy"]["spec"]["ingress"]
+    assert port_number(spec, http_in["ports"][0]["port"]) == port["containerPort"]
+    assert port_number(spec, metrics_in["ports"][0]["port"]) == metrics_port["containerPort"]
+    assert metrics_in["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "monitoring"}}}]  # Prometheus's namespace only
+
+
+def test_the_ingress_routes_only_the_public_routes_over_tls() -> None:
+    ingress = by_kind()["Ingress"]
+    routes = {(path["path"], path["pathType"]) for path in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert routes == {("/", "Exact"), ("/static/", "Prefix"), ("/api/v1/", "Prefix"), ("/feedback", "Exact")}
+    [tls] = ingress["spec"]["tls"]
+    assert tls["hosts"] == [ingress["spec"]["rules"][0]["host"]] and tls["secretName"]
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"]
 
 
 def test_the_pod_runs_as_the_images_numeric_user_hardened(prod_image: str) -> None:
