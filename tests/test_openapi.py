@@ -6,6 +6,7 @@ from typing import Any
 
 from openapi_spec_validator import validate
 
+from snakes_web import create_app
 from snakes_web.web.openapi import document
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # answered for every route by Flask and the CORS preflight
@@ -28,9 +29,10 @@ def test_the_document_is_valid_openapi_3_1(client: Any) -> None:
     assert body["openapi"].startswith("3.1") and body == document()
 
 
-def test_the_document_matches_the_routes_the_app_has(app: Any) -> None:
+def test_the_document_matches_the_routes_the_app_has(settings: dict[str, Any]) -> None:
     documented = {(path, method) for path, ops in document()["paths"].items() for method in ops}
-    assert documented == served_routes(app)
+    assert documented == served_routes(create_app({**settings, "METRICS_PORT": 0}))  # /metrics too, on request
+    assert documented - served_routes(create_app(settings)) == {("/metrics", "get")}  # by default: its own port
 
 
 def test_every_response_documents_the_request_id_header() -> None:

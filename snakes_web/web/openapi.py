@@ -51,6 +51,13 @@ def _html(description: str) -> dict[str, Any]:
     return _ok(description, "text/html", {"type": "string"})
 
 
+def _page_or_problem(description: str) -> dict[str, Any]:
+    """Describe an error answered as a page, or as problem+json to a client that asks for JSON."""
+    response = _problem(description, retry_after=True)
+    response["content"]["text/html"] = {"schema": {"type": "string"}}
+    return response
+
+
 _REQUEST_ID_PARAM = {"$ref": "#/components/parameters/RequestId"}
 _URL = {"type": "string", "maxLength": MAX_URL_LENGTH, "description": "An http(s) URL of an image.",
         "examples": ["https://example.org/snake.jpg"]}
@@ -248,7 +255,12 @@ def document() -> dict[str, Any]:
                 "parameters": [_REQUEST_ID_PARAM],
                 "responses": {"200": _html("Recent feedback with thumbnails, and the confusion table."),
                               "401": _html("No or a wrong token."),
-                              "404": _html("The page is off.")},
+                              "404": _html("The page is off."),
+                              "429": _page_or_problem("Too many failed sign-ins from this client or from "
+                                                      "everyone (`SNAKES_OWNER_RATE_LIMIT`, "
+                                                      "`SNAKES_OWNER_GLOBAL_RATE_LIMIT`): refused, the right "
+                                                      "token too, until `Retry-After`."),
+                              "503": _page_or_problem("The sign-in counts cannot be read: the page stays shut.")},
             }},
             "/healthz": {"get": {
                 "tags": ["operations"], "operationId": "healthz", "summary": "Liveness: the process serves requests",
@@ -260,13 +272,17 @@ def document() -> dict[str, Any]:
                 "summary": "Readiness: the model is loaded and has made one prediction",
                 "parameters": [_REQUEST_ID_PARAM],
                 "responses": {"200": _ok("Ready.", JSON, _ref("Ready")), "503": _problem(
-                    "The model could not be loaded (`model-unavailable`), or the server got SIGTERM and is "
-                    "draining (`shutting-down`: send new requests elsewhere).", retry_after=True)},
+                    "The model could not be loaded (`model-unavailable`), the server got SIGTERM and is "
+                    "draining (`shutting-down`: send new requests elsewhere), or this worker's inference "
+                    "semaphores were removed (`gate-lost`: it is being replaced).", retry_after=True)},
             }},
             "/metrics": {"get": {
                 "tags": ["operations"], "operationId": "metrics", "summary": "Prometheus metrics, summed over workers",
+                "description": "Only with `SNAKES_METRICS_PORT=0`. By default gunicorn's master serves them on "
+                               "that port (9464), never on the app's.",
                 "parameters": [_REQUEST_ID_PARAM],
-                "responses": {"200": _ok("Prometheus text format.", "text/plain", {"type": "string"})},
+                "responses": {"200": _ok("Prometheus text format.", "text/plain", {"type": "string"}),
+                              "404": _html("Not on this port: scrape `SNAKES_METRICS_PORT`.")},
             }},
         },
         "components": {
