@@ -122,6 +122,15 @@ def _prior(document: dict[str, Any], key: str) -> dict[str, float] | None:
     return {str(label): float(v) for label, v in value.items()}
 
 
+def beside_or_carried(model_path: Path, carried: Any) -> LabelGuide | None:
+    """Return the model's own labels file: ``labels.json`` beside ``model_path``, else the document the model
+    carries (an ONNX file's metadata, the default model's), else None."""
+    beside = model_path.parent / BESIDE_MODEL
+    if beside.is_file():
+        return read_guide(beside)
+    return None if carried is None else parse_guide(carried, f"carried by {model_path.name}")
+
+
 def check_labels(guide: LabelGuide, labels: list[str]) -> None:
     """Raise ``ModelLoadError`` when the file describes labels the model does not have (a file for another model)."""
     unknown = sorted(set(guide.entries) - set(labels))

@@ -98,16 +98,15 @@ def carried(learner: Any, source: Path) -> dict[str, str]:
     the one the model carries (the default model's); ``SNAKES_LABELS`` still overrides it when serving.
     """
     from .fastai_backend import training_prior_of
-    from .label_guide import BESIDE_MODEL, read_guide
+    from .label_guide import beside_or_carried
 
     metadata = {}
     prior = training_prior_of(learner)
     if prior:
         metadata["training_prior"] = json.dumps(prior)
-    beside = source.parent / BESIDE_MODEL
-    guide = read_guide(beside).raw if beside.is_file() else getattr(learner.model, "label_guide", None)
+    guide = beside_or_carried(source, getattr(learner.model, "label_guide", None))
     if guide is not None:
-        metadata["label_guide"] = json.dumps(guide, ensure_ascii=False)
+        metadata["label_guide"] = json.dumps(guide.raw, ensure_ascii=False)
     return metadata
 
 

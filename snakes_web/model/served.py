@@ -22,7 +22,7 @@ from PIL import Image
 from snakes_web.exceptions import ModelLoadError
 
 from .heatmaps import Heatmap, explained
-from .label_guide import BESIDE_MODEL, LABELS_SETTING, LabelGuide, check_labels, parse_guide, read_guide
+from .label_guide import LABELS_SETTING, LabelGuide, beside_or_carried, check_labels, read_guide
 from .predictor import Prediction, Predictor, ranked
 from .priors import OFF, PRIORS_SETTING, PriorShift, deployment_prior, normalised, parse_spec
 
@@ -82,14 +82,11 @@ def served(backend: Predictor, model_path: Path, settings: Mapping[str, Any]) ->
 def guide_for(backend: Predictor, model_path: Path, setting: str) -> LabelGuide | None:
     """Find the model's labels file: the setting's, the one beside the model, or the one the model carries."""
     if setting.strip():
-        guide = read_guide(Path(setting.strip()).expanduser())
-    elif (model_path.parent / BESIDE_MODEL).is_file():
-        guide = read_guide(model_path.parent / BESIDE_MODEL)
-    else:
-        carried = getattr(backend, "label_guide", None)  # optional: an ONNX file's metadata, the default model's
-        if carried is None:
-            return None
-        guide = parse_guide(carried, f"carried by {model_path.name}")
+        guide: LabelGuide | None = read_guide(Path(setting.strip()).expanduser())
+    else:  # ``label_guide`` is optional: an ONNX file's metadata, the default model's
+        guide = beside_or_carried(model_path, getattr(backend, "label_guide", None))
+    if guide is None:
+        return None
     check_labels(guide, list(backend.labels))
     return guide
 
