@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -45,9 +46,9 @@ def in_process_cost(model: Path, image: Path, settings: dict[str, str], times: i
     from snakes_web.model.loader import load_configured
     from snakes_web.web.results import Doubt, verdict_of
 
-    overrides = {key.removeprefix("SNAKES_"): value for key, value in settings.items()}
-    served = load_configured(load_settings(overrides={"MODEL": str(model), "THREADS": 1, **overrides}))
-    doubt = Doubt.of(load_settings())
+    config = load_settings(environ={**os.environ, **settings}, overrides={"MODEL": str(model), "TORCH_THREADS": 1})
+    served = load_configured(config)
+    doubt = Doubt.of(config)
     photo = Image.open(image).convert("RGB")
     backend = served.backend_predictor
     raw = backend.predict(photo)  # warm-up
