@@ -21,6 +21,12 @@ from .database import Database, dialect_insert, rate_limits
 SCHEME = "snakes-db"
 
 
+def storage_of(uri: str, database: Database) -> tuple[str, dict[str, Any]]:
+    """Return the ``limits`` storage URI and options: ``uri`` (RATE_LIMIT_STORAGE) if set, else the feedback
+    database, which every worker and replica shares."""
+    return (uri, {}) if uri else (f"{SCHEME}://", {"database": database})
+
+
 class DatabaseStorage(Storage):
     """A ``limits`` storage over the feedback database (fixed-window counters)."""
 

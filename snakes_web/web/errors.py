@@ -65,9 +65,9 @@ def problem(error: SnakesError) -> dict[str, object]:
     return problem_document(error, g.get("request_id", ""))
 
 
-def render_error(error: SnakesError) -> Response:
-    """Render ``error`` as problem+json for API paths, as an HTML page otherwise."""
-    if wants_json():
+def render_error(error: SnakesError, as_json: bool | None = None) -> Response:
+    """Render ``error`` as problem+json (by default for API paths; ``as_json`` decides), as an HTML page otherwise."""
+    if wants_json() if as_json is None else as_json:
         response = jsonify(problem(error))
         response.mimetype = "application/problem+json"
     else:

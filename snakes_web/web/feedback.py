@@ -41,7 +41,7 @@ from snakes_web.exceptions import (
 )
 from snakes_web.extensions import Slot
 from snakes_web.feedback.database import Database
-from snakes_web.feedback.ratelimit import SCHEME
+from snakes_web.feedback.ratelimit import storage_of
 from snakes_web.feedback.receipts import OLD_TOKEN, KeptImage, Receipt, check_key, issue, keep_image, redeem
 from snakes_web.feedback.store import ALREADY_SENT, VERDICTS, FeedbackStore, NewFeedback, Quota
 from snakes_web.model.loader import holder_of
@@ -151,8 +151,7 @@ def register_feedback(app: Flask, environ: Mapping[str, str] = os.environ) -> No
         return
     with contextlib.suppress(StorageUnavailable):  # logged; predictions answer without receipts until a retry
         service.key()  # now, before this worker serves: no prediction ever waits on the database for it
-    storage = app.config["RATE_LIMIT_STORAGE"] or f"{SCHEME}://"
-    options: dict[str, Any] = {} if app.config["RATE_LIMIT_STORAGE"] else {"database": store.database}
+    storage, options = storage_of(app.config["RATE_LIMIT_STORAGE"], store.database)
     service.limiter = Limiter(client_key, app=app, storage_uri=storage, storage_options=options,
                               strategy="fixed-window", key_prefix="feedback",
                               swallow_errors=True)  # a database outage is the store's 503, not the limiter's 500

@@ -23,9 +23,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
@@ -34,12 +34,12 @@ from werkzeug.exceptions import NotFound as NoSuchPage
 
 from snakes_web.exceptions import RateLimited, SnakesError, StorageUnavailable, Unauthorized
 from snakes_web.extensions import Slot
-from snakes_web.feedback.ratelimit import SCHEME
+from snakes_web.feedback.ratelimit import storage_of
 from snakes_web.imaging.images import thumbnail_jpeg
 
 from . import TEMPLATES
 from .clients import client_key
-from .errors import error_headers, log_server_error, problem, render_error
+from .errors import log_server_error, render_error
 from .feedback import feedback_of
 
 log = logging.getLogger(__name__)
@@ -99,8 +99,7 @@ def register_owner(app: Flask) -> None:
 
 def throttle_for(app: Flask) -> Throttle:
     """Build the throttle over the storage the feedback rate limit uses (its database, or RATE_LIMIT_STORAGE)."""
-    uri = app.config["RATE_LIMIT_STORAGE"] or f"{SCHEME}://"
-    options: dict[str, Any] = {} if app.config["RATE_LIMIT_STORAGE"] else {"database": feedback_of(app).store.database}
+    uri, options = storage_of(app.config["RATE_LIMIT_STORAGE"], feedback_of(app).store.database)
     return Throttle(FixedWindowRateLimiter(storage_from_string(uri, **options)),
                     limits_of(app.config["OWNER_RATE_LIMIT"]), limits_of(app.config["OWNER_GLOBAL_RATE_LIMIT"]))
 
@@ -169,24 +168,15 @@ def authorised(token: str) -> bool:
 def refused(error: SnakesError) -> Response:
     """Answer a refusal as problem+json to a client that asks for JSON, as the error page otherwise."""
     log_server_error(error)
-    response = render_problem(error) if wants_json() else render_error(error)
+    response = render_error(error, as_json=asks_for_json())
     if isinstance(error, Unauthorized):
         response.headers["WWW-Authenticate"] = CHALLENGE
     return response
 
 
-def wants_json() -> bool:
+def asks_for_json() -> bool:
     """Tell whether the client's Accept header prefers JSON to HTML (a script with the bearer token)."""
     return request.accept_mimetypes.best_match(("text/html", *JSON_TYPES)) in JSON_TYPES
-
-
-def render_problem(error: SnakesError) -> Response:
-    """Render ``error`` as problem+json, with the headers the error page would carry."""
-    response = jsonify(problem(error))
-    response.mimetype = "application/problem+json"
-    response.status_code = error.status
-    response.headers.update(error_headers(error))
-    return response
 
 
 def thumbnail(jpeg: bytes, side: int = 120) -> str:
