@@ -11,7 +11,9 @@ of them failing when it upgrades a read lock to a write lock.
 """
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -119,8 +121,9 @@ def make_engine(url: str, timeout: float = 5.0) -> Engine:
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we say BEGIN ourselves (below), not the driver
         cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000"):
-            cursor.execute(f"PRAGMA {pragma}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        _into_wal(cursor)
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -128,6 +131,24 @@ def make_engine(url: str, timeout: float = 5.0) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _into_wal(cursor: Any, patience: float = 30.0) -> None:
+    """Switch a SQLite file to WAL, waiting out the others that do the same.
+
+    Switching needs the exclusive lock, and SQLite answers "database is locked" at once, without its
+    busy handler, when another connection holds the reserved lock (it would deadlock otherwise), as
+    when several workers open a new file together; so the switch is retried until ``patience`` runs out.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def upgrade(engine: Engine) -> None:
