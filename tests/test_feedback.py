@@ -436,6 +436,24 @@ def test_the_rate_limit_is_per_client_and_answers_429_with_retry_after(settings:
     assert answer(client, tokens[4], address="192.0.2.7", verdict="confirm").status_code == 201  # another client
 
 
+def test_a_prediction_costs_the_rate_limiter_nothing(settings: dict[str, Any]) -> None:
+    """The limiter resolves limits for feedback's routes only: a prediction, page or API, never reaches it."""
+    from snakes_web.web.feedback import feedback_of
+
+    app = make_app(settings, FEEDBACK_RATE_LIMIT="3/minute")
+    manager = feedback_of(app).limiter.limit_manager
+    resolved: list[str | None] = []
+    original = manager.resolve_limits
+    manager.resolve_limits = lambda app, endpoint, *rest: (resolved.append(endpoint), original(app, endpoint, *rest))[1]
+    client = app.test_client()
+    token = asked(client)
+    assert client.post("/", data={"file": (io.BytesIO(red_photo()), "p.jpg")}).status_code == 200
+    assert client.get("/api/v1/model").status_code == 200
+    assert resolved == []
+    assert answer(client, token, verdict="confirm").status_code == 201
+    assert resolved and all(endpoint.startswith("feedback.") for endpoint in resolved)
+
+
 def test_the_page_form_and_the_api_share_one_count(settings: dict[str, Any]) -> None:
     client = make_app(settings, FEEDBACK_RATE_LIMIT="2/minute").test_client()
     page_form = page_forms(client.post("/", data={"file": (io.BytesIO(red_photo()), "p.jpg")}).get_data(as_text=True))

@@ -155,10 +155,18 @@ def register_feedback(app: Flask, environ: Mapping[str, str] = os.environ) -> No
     service.limiter = Limiter(client_key, app=app, storage_uri=storage, storage_options=options,
                               strategy="fixed-window", key_prefix="feedback",
                               swallow_errors=True)  # a database outage is the store's 503, not the limiter's 500
+    # Flask-Limiter checks every request of the app for limits; only feedback's routes have any, so every
+    # other request (a prediction above all) is let through before the limiter resolves anything for it.
+    service.limiter.request_filter(_not_feedback)
     if app.config["FEEDBACK_RATE_LIMIT"].strip():
         # One count for the page's form and the API together (a blueprint limit would count each route apart).
         service.limiter.shared_limit(app.config["FEEDBACK_RATE_LIMIT"], scope="feedback", methods=["POST"])(bp)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
+
+
+def _not_feedback() -> bool:
+    """Say whether the current request is outside feedback's routes (so no rate limit applies to it)."""
+    return request.blueprint != bp.name
 
 
 def replicas_without_a_shared_key(settings: Mapping[str, Any], environ: Mapping[str, str]) -> str:
@@ -280,7 +288,7 @@ def keep_answered_photo(app: Flask, req: Request, fields: Mapping[str, str], rec
     data = answered_bytes(req, fields, app.config)
     if not receipt.matches(data):
         raise BadRequest(NOT_THAT_PHOTO)
-    with gate.admitted(concurrency_of(holder_of(app).get())):
+    with gate.admitted(concurrency_of(holder_of(app).get()), app.config["PREDICTIONS_PER_WORKER"]):
         image = decode_image(data, app.config, min_side=app.config["FEEDBACK_IMAGE_SIDE"])
         return keep_image(image, app.config["FEEDBACK_IMAGE_SIDE"], app.config["FEEDBACK_IMAGE_BYTES"])
 
