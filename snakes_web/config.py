@@ -148,6 +148,10 @@ SETTINGS: tuple[Setting, ...] = (
             "0 means four per slot."),
     Setting("QUEUE_TIMEOUT", 5.0, float,
             "Seconds a request may wait for an inference slot before it gets 503."),
+    Setting("PREDICTIONS_PER_WORKER", 1, int,
+            "Predictions one worker process would rather run at once (its threads share one interpreter "
+            "lock): another waits up to 0.1 s for its turn, then runs beside them, so a slot free anywhere is "
+            "never left unused for long. 0: as many as the slots allow, at once."),
     # --- issue 17: many photos at once, the answers that matter ---
     Setting("MAX_FILES", 8, int,
             "Photos (`file` parts, or `url` fields) one request may carry; more gets 413. The whole "

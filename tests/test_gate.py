@@ -131,6 +131,42 @@ def test_a_backend_that_runs_one_prediction_at_a_time_gets_a_process_lock() -> N
     assert most[0] == 1  # two slots, but fastai's Learner.predict is never run twice at once
 
 
+def most_at_once(gate_: InferenceGate, hold: float, preferred: int, threads: int = 4) -> int:
+    """Run ``threads`` predictions of ``hold`` seconds through the gate at once; return the most inside together."""
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def predict() -> None:
+        with gate_.admitted(preferred=preferred):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(hold)
+            with lock:
+                inside[0] -= 1
+
+    running = [threading.Thread(target=predict) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return most[0]
+
+
+def test_a_worker_s_short_predictions_take_turns_but_a_long_one_never_keeps_a_free_slot_unused() -> None:
+    """PREDICTIONS_PER_WORKER=1: ordinary predictions run one at a time in a process; one that holds its turn
+    past PREFER_PATIENCE has the next run beside it, on the other slot, as with 0 (no preference)."""
+    def two_slots() -> InferenceGate:
+        return InferenceGate(ThreadSemaphores(size_of(2, 0, 5.0).values), size_of(2, 0, 5.0))
+
+    assert most_at_once(two_slots(), 0.02, preferred=1) == 1
+    assert most_at_once(two_slots(), 0.02, preferred=0) == 2
+    gate_ = two_slots()
+    started = time.monotonic()
+    assert most_at_once(gate_, 1.0, preferred=1, threads=2) == 2  # the second waited its patience, then ran
+    assert time.monotonic() - started < 1.0 + gate.PREFER_PATIENCE + 0.5
+
+
 def test_an_overload_burst_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     gate_ = InferenceGate(ThreadSemaphores([0, 0]), GateSize(1, 0, 0.01))
     with caplog.at_level(logging.WARNING, logger="snakes_web.serving.gate"):

@@ -51,7 +51,7 @@ def classify_data(app: Flask, data: bytes, *, preview: bool = False,
     heatmap = None
     receipt = receipt and wants_receipts(app)
     digests = [digest(data)] if receipt else []  # outside the slot: hashing is not the model's work
-    with gate_of(app).admitted(concurrency_of(predictor)):
+    with gate_of(app).admitted(concurrency_of(predictor), app.config["PREDICTIONS_PER_WORKER"]):
         image = decode_image(data, app.config, min_side=needed_side(predictor))
         with timed_inference(app):
             if explain is None:
