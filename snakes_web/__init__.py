@@ -42,8 +42,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def register_limits(app: Flask) -> None:
     """Cap request bodies and form parts (Werkzeug answers 413 past them); keep uploads in memory."""
+    from snakes_web.web import multipart
     from snakes_web.web.inputs import InMemoryRequest
 
+    multipart.install()  # the boundary found with bytes.find, not a regex scan of the last 64 KB
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
     # Text fields: a URL, not a novel. Werkzeug's multipart decoder also checks this against each
