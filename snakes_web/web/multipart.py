@@ -50,4 +50,4 @@ class BoundaryFirstDecoder(MultipartDecoder):
 
 def install() -> None:
     """Make Werkzeug's form parser decode multipart bodies with ``BoundaryFirstDecoder`` (idempotent)."""
-    formparser.MultipartDecoder = BoundaryFirstDecoder  # type: ignore[misc]
+    formparser.MultipartDecoder = BoundaryFirstDecoder  # type: ignore[attr-defined]
