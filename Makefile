@@ -21,8 +21,9 @@ run: $(VENV)/.installed $(SNAKES_MODEL)
 	SNAKES_MODEL=$(SNAKES_MODEL) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Measure learn.predict vs our server on both backends, threaded vs sync workers and slow clients;
-# writes docs/benchmarks.md (about 20 minutes; BENCH_ARGS=--no-recipes skips training the recipes).
-bench: $(VENV)/.installed $(MODEL)
+# writes docs/benchmarks.md (about 30 minutes; BENCH_ARGS=--no-recipes skips training the recipes; the bench
+# extra brings its FastAPI peer).
+bench: $(VENV)/.installed-bench $(MODEL)
 	$(BIN)/snakes-web bench --model $(MODEL) $(BENCH_ARGS)
 
 test: $(VENV)/.installed-test
@@ -61,9 +62,14 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet $(PIN) -e '.[test]'
 	touch $@
 
-# mypy reads the installed packages' own types (Flask, NumPy, Pillow, SQLAlchemy, torch), so it needs them.
+# The bench's FastAPI peer (fastapi, uvicorn): only the bench and the tests install it, never the server.
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[bench]'
+	touch $@
+
+# mypy reads the installed packages' own types (Flask, NumPy, Pillow, SQLAlchemy, torch, FastAPI), so it needs them.
 $(VENV)/.installed-lint: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet $(PIN) -e '.[lint]'
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[lint,bench]'
 	touch $@
 
 # Refresh constraints.txt after changing setup.cfg's requirements (or to take newer releases): uv resolves

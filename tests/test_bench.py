@@ -137,3 +137,31 @@ def test_a_later_recipes_run_replaces_only_its_own_section() -> None:
     assert after == f"# Benchmarks\n\n| a |\n\n{heading}\n\n*later run*\n\nnew table\n\n## Memory\n\nkept\n"
     appended = splice("# Benchmarks\n", heading, f"\n{heading}\n\nnew\n", "*n*")
     assert appended == f"# Benchmarks\n\n{heading}\n\n*n*\n\nnew\n"
+
+
+def test_the_bench_measures_our_server_against_fastapi_serving_the_same_predictor(smoke_report: str) -> None:
+    """The peer really ran: every photo has a row for ours and both FastAPI ways, each answering without errors."""
+    from snakes_web.tools.bench.versus import OURS, SMALL, STRONG, USUAL
+
+    rows = cells(smoke_report.splitlines(), "| photo | server | img/s |")
+    assert [(row[0], row[1]) for row in rows] == [(photo, server) for photo in (SMALL, "1 MP JPEG", "12 MP JPEG")
+                                                  for server in (OURS, STRONG, USUAL)]
+    for row in rows:
+        assert float(row[2]) > 0 and float(row[4]) > 0 and row[3].endswith("×") and row[8] == "0"
+        assert 0 <= float(row[7].rstrip("%")) <= 100
+    assert all(f"- {photo}: ≥ " in smoke_report for photo in (SMALL, "1 MP JPEG", "12 MP JPEG"))
+
+
+def test_the_profile_puts_each_sample_in_its_stage_and_leaves_waiting_threads_out() -> None:
+    from snakes_web.tools.bench.stages import OTHER, tally
+
+    raw = "\n".join([
+        "_bootstrap (threading.py:1002);predict (snakes_web/web/api.py:30);run (onnxruntime/capi/session.py:220) 7",
+        "handle (gunicorn/workers/gthread.py:300);parse (werkzeug/formparser.py:380);dumps (json/encoder.py:200) 2",
+        "handle (gunicorn/workers/gthread.py:300);parse (werkzeug/formparser.py:380) 3",
+        "run (gunicorn/workers/gthread.py:100);EpollSelector.select (selectors.py:468) 50",
+        "_bootstrap (threading.py:1002);_worker (concurrent/futures/thread.py:81) 40",
+        "main (x.py:1) 1",
+    ])
+    counts = tally(raw)
+    assert counts == {"forward (ONNX Runtime)": 7, "JSON answer": 2, "multipart parsing": 3, OTHER: 1}

@@ -84,10 +84,28 @@ def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, du
                     latencies.append((ended - began) * 1000)
                     counts["errors"] += status != 200
 
+    idle: list[float] = []
     threads = [threading.Thread(target=run) for _ in range(concurrency)]
+    threads.append(threading.Thread(target=lambda: idle.append(idle_share(measure_from, stop_at))))
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return Load(len(latencies), duration, latencies, counts["errors"], counts["total"],
-                answer_bytes=exchange(host, port, request)[1])
+                answer_bytes=exchange(host, port, request)[1], idle=idle[0] if idle else float("nan"))
+
+
+def cpu_times() -> tuple[int, int]:
+    """Return the machine's (idle, all) CPU time so far in ticks, from /proc/stat (idle counts iowait too)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])  # user nice system idle iowait irq softirq steal
+
+
+def idle_share(start: float, stop: float) -> float:
+    """Sleep until ``start`` (monotonic), then return the share of the machine's CPU left idle until ``stop``."""
+    time.sleep(max(0.0, start - time.monotonic()))
+    idle, total = cpu_times()
+    time.sleep(max(0.0, stop - time.monotonic()))
+    idle_after, total_after = cpu_times()
+    return (idle_after - idle) / max(1, total_after - total)

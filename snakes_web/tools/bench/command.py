@@ -91,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only-priors", action="store_true",
                         help="the same for the priors section (the int8 export of --model with and without its "
                              "deployment prior)")
+    parser.add_argument("--only-versus", action="store_true",
+                        help="the same for the FastAPI section (our server against FastAPI + uvicorn serving the same "
+                             "predictor, on a small, a 1 MP and a 12 MP photo)")
     parser.add_argument("--role", choices=["bench", "baseline", "client"], default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--style", choices=list(BASELINES), default=STRONGEST, help=argparse.SUPPRESS)
@@ -110,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
         images = {label: Path(path) for label, path in json.loads(args.images).items()}
         print(json.dumps(baseline(args.model, images, args.warmup, args.duration, args.launched, args.style)))
         return 0
-    if args.only_recipes:
-        return only_section(args, "recipes")
-    return only_section(args, "priors") if args.only_priors else bench(args)
+    for which in ("recipes", "priors", "versus"):
+        if getattr(args, f"only_{which}"):
+            return only_section(args, which)
+    return bench(args)
 
 
 @contextlib.contextmanager
@@ -126,18 +130,22 @@ def workspace(args: argparse.Namespace) -> Iterator[tuple[Path, dict[str, Path]]
 
 
 def only_section(args: argparse.Namespace, which: str) -> int:
-    """Measure one section alone (``recipes`` or ``priors``) and splice it into ``args.out`` as a later run."""
+    """Measure one section alone (``recipes``, ``priors`` or ``versus``); splice it into ``args.out`` as a later run."""
     about = machine()
     with workspace(args) as (work, images):
         if which == "recipes":
             from .recipes import RECIPES_HEADING, recipes_section
 
             heading, section = RECIPES_HEADING, recipes_section(images["1 MP JPEG"], args, work)
-        else:
+        elif which == "priors":
             from .priors import PRIORS_HEADING, priors_section
 
             heading = PRIORS_HEADING
             section = priors_section(int8_of(args.model, work), images["1 MP JPEG"], args, work)
+        else:
+            from .versus import VERSUS_HEADING, versus_section
+
+            heading, section = VERSUS_HEADING, versus_section(int8_of(args.model, work), images, args, work)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     note = (f"*This section is from a later run* ({stamp}, `snakes-web bench --only-{which}`), on {about}. "
             f"Its ratios stand on their own, as each run's do.")
@@ -221,6 +229,10 @@ def bench(args: argparse.Namespace) -> int:
             from .priors import priors_section
 
             extra += priors_section(models["int8"], images["1 MP JPEG"], args, work)
+            print("against FastAPI: the int8 server and FastAPI + uvicorn serving the same predictor ...", flush=True)
+            from .versus import versus_section
+
+            extra += versus_section(models["int8"], images, args, work)
             print("memory: decode bombs and held uploads, bounded and with the limits off ...", flush=True)
             from .memory import memory_section
 

@@ -37,6 +37,7 @@ class Load:
     cpu_ms_per_image: float = float("nan")  # CPU time of the serving processes per image
     client_cpu_ms: float = float("nan")     # CPU time of the load generator per request
     answer_bytes: int = 0                   # size of one answer's body
+    idle: float = float("nan")              # share of the machine's CPU idle while measured (0-1)
 
     @property
     def rate(self) -> float:
