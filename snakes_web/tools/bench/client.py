@@ -61,10 +61,14 @@ def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, du
           path: str = "/api/v1/predict") -> Load:
     """Keep ``concurrency`` requests in flight: ``warmup`` seconds unmeasured, then ``duration`` measured.
 
-    Requests are prepared once and sent over plain sockets: the load generator shares the cores
-    with the server, so it does as little per request as it can.
+    Each request is built with a boundary of its own, as browsers and HTTP libraries send them (a
+    parser that compiles something per boundary pays for it here as it would in use), and sent over
+    a plain socket: the load generator shares the cores with the server, so it does little else.
     """
-    request = raw_request(host, port, *multipart(image.read_bytes(), image.name), path=path)
+    data = image.read_bytes()
+
+    def fresh() -> bytes:
+        return raw_request(host, port, *multipart(data, image.name), path=path)
     start = time.monotonic()
     measure_from, stop_at = start + warmup, start + warmup + duration
     latencies: list[float] = []
@@ -76,7 +80,7 @@ def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, du
             began = time.monotonic()
             if began >= stop_at:
                 return
-            status = send(host, port, request)
+            status = send(host, port, fresh())
             ended = time.monotonic()
             with lock:
                 counts["total"] += 1
@@ -92,7 +96,7 @@ def drive(host: str, port: int, image: Path, concurrency: int, warmup: float, du
     for thread in threads:
         thread.join()
     return Load(len(latencies), duration, latencies, counts["errors"], counts["total"],
-                answer_bytes=exchange(host, port, request)[1], idle=idle[0] if idle else float("nan"))
+                answer_bytes=exchange(host, port, fresh())[1], idle=idle[0] if idle else float("nan"))
 
 
 def cpu_times() -> tuple[int, int]:
