@@ -11,7 +11,6 @@ Each server is measured ``rounds`` times, the order turned round every other rou
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from snakes_web.tools.photos import photo_like
 
 from .peer import DECODE_ENV
+from .processes import torch_threads as cores
 from .scenarios import Load, Scenario
 from .servers import serve
 
@@ -58,7 +58,7 @@ def versus_section(model: Path, images: dict[str, Path], args: argparse.Namespac
     photos = {SMALL: small_photo(work, 0.25 if args.smoke else 1.0),
               **{label: images[label] for label in ("1 MP JPEG", "12 MP JPEG")}}
     workers = args.workers or 2
-    threads = max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2) // workers)
+    threads = max(1, cores() // workers)
     ways: list[tuple[str, Callable[[int], list[str]] | None]] = [
         (OURS, None), (STRONG, uvicorn(workers, False)), (USUAL, uvicorn(workers, True))]
     peer = {"SNAKES_TORCH_THREADS": str(threads)}
