@@ -276,6 +276,14 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-
     return train_once(tmp_path_factory.mktemp("trained"))
 
 
+@pytest.fixture(scope="session")
+def int8_trained_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Train the head only with `snakes-web train --onnx --int8` at the shipped bar, once a session (~20 s)."""
+    from tests.training_data import INT8_TRAINING_ARGS, train_once
+
+    return train_once(tmp_path_factory.mktemp("int8-trained"), INT8_TRAINING_ARGS, environ={})
+
+
 @pytest.fixture
 def photo() -> Callable[[str], bytes]:
     """Return the bytes of a real photo in tests/data."""

@@ -111,6 +111,23 @@ def test_the_command_says_how_to_serve_the_result(trained_model: Trained) -> Non
     assert f"snakes-web predict {shown} PHOTO" in trained_model.stdout
 
 
+@slow
+def test_a_refused_int8_is_said_and_the_fp32_model_stands(trained_model: Trained) -> None:
+    """The fixture asks --int8 with a bar of 101%: refused, said on stderr, nothing written, exit 0."""
+    assert trained_model.status == 0
+    assert "the int8 model agrees with fp32 on the top-1 of only" in trained_model.stderr
+    assert "below 101.0%); not written" in trained_model.stderr
+    assert not trained_model.onnx.with_name("export-int8.onnx").exists()
+    assert trained_model.onnx.is_file() and "SNAKES_MODEL=" in trained_model.stdout
+
+
+@slow
+def test_an_int8_that_keeps_the_answers_is_written_and_named(int8_trained_model: Trained) -> None:
+    int8 = int8_trained_model.onnx.with_name("export-int8.onnx")
+    assert int8_trained_model.status == 0, int8_trained_model.stderr
+    assert int8.is_file() and "(int8; serve it with SNAKES_MODEL=" in int8_trained_model.stdout
+
+
 # --- refusals: one line on stderr, exit status 1, no traceback -------------------------------------
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,17 +36,37 @@ class Trained:
         return self.pkl.with_suffix(".onnx")
 
 
-#: Small and short, to keep the suite fast: 64 pixels, 1 frozen + 3 epochs (~20 s on 2 idle cores).
+#: Small and short, to keep the suite fast: 64 pixels, 1 frozen + 3 epochs (~20 s on 2 idle cores). --int8 is
+#: asked with a bar no model can reach (``IMPOSSIBLE_BAR``), so every run goes through the refusal: said on
+#: stderr, nothing written, exit status 0, the fp32 model served.
 TEST_TRAINING_ARGS = ("--size", "64", "--epochs", "3", "--frozen-epochs", "1", "--seed", "0", "--int8")
+IMPOSSIBLE_BAR = {"SNAKES_INT8_MIN_AGREEMENT": "1.01"}
+
+#: The int8 tests' model: only the new head trained (3 frozen epochs), the body as pretrained. A body fine-tuned
+#: for 3 epochs on these 72 photos at 64 px is not smooth enough to hold int8 to: Gaussian noise of sigma 0.005
+#: on its normalised input (under one 8-bit step) moved its logits by up to 3.7 and changed fp32's own top-1 on
+#: 3 of 18 photos, and its int8 was refused for 3 of 8 seeds here (a different 1 of 18 photos each time, and on
+#: another CPU for seed 0). With the pretrained body the same noise changed no answer, and 10 of 10 seeds passed.
+INT8_TRAINING_ARGS = ("--size", "64", "--epochs", "0", "--frozen-epochs", "3", "--seed", "0", "--int8")
 
 
-def train_once(folder: Path) -> Trained:
-    """Run the real command on a generated dataset, capturing what it prints."""
+def train_once(folder: Path, args: Sequence[str] = TEST_TRAINING_ARGS,
+               environ: Mapping[str, str] = IMPOSSIBLE_BAR) -> Trained:
+    """Run the real command on a generated dataset with ``environ`` set, capturing what it prints."""
     from snakes_web.tools.cli import main
 
     photos = make_colour_dataset(folder / "photos")
     pkl = folder / "model" / "export.pkl"
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(["train", str(photos), "-o", str(pkl), "--onnx", *TEST_TRAINING_ARGS])
+    saved = {name: os.environ.get(name) for name in environ}
+    os.environ.update(environ)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main(["train", str(photos), "-o", str(pkl), "--onnx", *args])
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return Trained(photos, pkl, status, out.getvalue(), err.getvalue())

@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or when /dev/shm is small; else up to 4)")
     parser.add_argument("--int8", action="store_true",
                         help="with --onnx, also write an int8 model (<name>-int8.onnx) calibrated and checked on "
-                             "the validation photos; refused below SNAKES_INT8_MIN_AGREEMENT top-1 agreement")
+                             "the validation photos; below SNAKES_INT8_MIN_AGREEMENT top-1 agreement it is not "
+                             "written (said on stderr; the exit status stays 0: the fp32 model serves)")
     parser.add_argument("--device", choices=DEVICE_CHOICES, default=defaults.device,
                         help="where to train: auto (default: CUDA when torch sees a GPU, else the CPU), cpu or cuda; "
                              "the export always loads on a CPU-only server")
@@ -146,10 +147,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"Wrote {shown(onnx)}: same top class as the .pkl on {same} of {compared} validation photos "
               f"(largest probability difference {largest:.1e}).")
         served = onnx
-        if args.int8:
-            int8 = export_int8_checked(output, onnx, dataset)
-            if int8 is None:
-                return 1
+        if args.int8:  # a refused int8 is said on stderr; the fp32 model stands, so training still succeeded
+            export_int8_checked(output, onnx, dataset)
     print(f"Serve it:  SNAKES_MODEL={shown(served)} make run    Try it:  snakes-web predict {shown(served)} PHOTO...")
     return 0
 
