@@ -1,6 +1,7 @@
 """`snakes-web bench` runs end to end (smoke mode: tiny images, fractions of a second; no timings checked)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,24 @@ def test_the_profile_puts_each_sample_in_its_stage_and_leaves_waiting_threads_ou
     ])
     counts = tally(raw)
     assert counts == {"forward (ONNX Runtime)": 7, "JSON answer": 2, "multipart parsing": 3, OTHER: 1}
+
+
+def test_the_committed_benchmarks_carry_the_blocks_the_docs_quote() -> None:
+    """Docs pages include bench numbers by block name (pymdownx.snippets); the writer marks every block."""
+    from snakes_web.tools.bench.report import with_sections
+
+    committed = (Path(__file__).parent.parent / "docs" / "benchmarks.md").read_text()
+    assert with_sections(committed) == committed  # as `make bench` writes it
+    names = re.findall(r"^<!-- --8<-- \[start:([a-z0-9-]+)\] -->$", committed, flags=re.M)
+    assert len(names) == len(set(names)) and {"method", "against-fastapi-the-same-predictor-behind"} <= set(names)
+
+
+def test_every_block_is_marked_once_and_marking_twice_changes_nothing() -> None:
+    from snakes_web.tools.bench.report import with_sections
+
+    text = "# Benchmarks\n\nintro\n\n**Machine:** x\n\n**Method.** y\n| a |\n\n## Later run\n\nz\n\n## Later run\n\nw\n"
+    marked = with_sections(text)
+    assert with_sections(marked) == marked
+    assert re.findall(r"\[start:([a-z0-9-]+)\]", marked) == ["machine", "method", "later-run", "later-run-2"]
+    assert "<!-- --8<-- [start:method] -->\n**Method.** y\n| a |\n<!-- --8<-- [end:method] -->" in marked
+    assert marked.startswith("# Benchmarks\n\nintro\n\n<!-- --8<-- [start:machine] -->")

@@ -41,7 +41,7 @@ from .in_process import (
     breakdown_section,
     check_photos,
 )
-from .report import machine, report, slow_table, table, targets_section, top3, versus_table
+from .report import machine, report, slow_table, table, targets_section, top3, versus_table, with_sections
 from .scenarios import BASELINES, INT8, STRONGEST, SYNC, SYNC_ARGS, THREADED
 from .servers import run_baseline, serve
 from .slow_clients import slow_plans
@@ -150,7 +150,8 @@ def only_section(args: argparse.Namespace, which: str) -> int:
     note = (f"*This section is from a later run* ({stamp}, `snakes-web bench --only-{which}`), on {about}. "
             f"Its ratios stand on their own, as each run's do.")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(splice(args.out.read_text() if args.out.exists() else "", heading, section, note))
+    old = args.out.read_text() if args.out.exists() else ""
+    args.out.write_text(with_sections(splice(old, heading, section, note)))
     print(f"wrote the {which} section into {args.out}")
     return 0
 
@@ -250,7 +251,7 @@ def bench(args: argparse.Namespace) -> int:
     if plans:
         print(f"\n{slow_table(scenarios)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    args.out.write_text(with_sections(text))
     print(f"wrote {args.out}")
     return 0
 

@@ -5,6 +5,7 @@ import argparse
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -213,3 +214,37 @@ def _yes(met: bool) -> str:
 def top3(probabilities: dict[str, float]) -> list[str]:
     """Return the three likeliest labels, most likely first."""
     return sorted(probabilities, key=probabilities.__getitem__, reverse=True)[:3]
+
+
+#: How docs pages quote this file (pymdownx.snippets): ``--8<-- "benchmarks.md:<name>"`` takes one block.
+SECTION_MARK = re.compile(r"^<!-- --8<-- \[(?:start|end):[a-z0-9-]+\] -->\n", flags=re.M)
+BLOCK_START = re.compile(r"^(?:## (?P<heading>.+)|\*\*(?P<bold>[^*]+?)[.:]?\*\*)", flags=re.M)
+
+
+def section_name(title: str, taken: set[str]) -> str:
+    """Return a block's snippet name: its title's first six words, lower case, joined by dashes, unique."""
+    words = re.findall(r"[a-z0-9]+", title.lower())[:6]
+    name = "-".join(words) or "block"
+    unique, n = name, 2
+    while unique in taken:
+        unique, n = f"{name}-{n}", n + 1
+    taken.add(unique)
+    return unique
+
+
+def with_sections(text: str) -> str:
+    """Mark every block (a ``##`` section's opening, each ``**Title.**`` paragraph on) as a named snippet.
+
+    A block runs to the next heading or bold-titled paragraph. Old marks are dropped first, so writing
+    twice gives the same file; docs pages include a block instead of copying its numbers.
+    """
+    text = SECTION_MARK.sub("", text)
+    starts = [(match.start(), match.group("heading") or match.group("bold")) for match in BLOCK_START.finditer(text)]
+    if not starts:
+        return text
+    taken: set[str] = set()
+    pieces, ends = [text[:starts[0][0]]], [start for start, _ in starts[1:]] + [len(text)]
+    for (start, title), end in zip(starts, ends, strict=True):
+        name, block = section_name(title, taken), text[start:end].rstrip("\n")
+        pieces.append(f"<!-- --8<-- [start:{name}] -->\n{block}\n<!-- --8<-- [end:{name}] -->\n\n")
+    return "".join(pieces).rstrip("\n") + "\n"
