@@ -8,7 +8,7 @@ import pytest
 
 from snakes_web.config import SETTINGS, ConfigError, load_settings
 
-README = Path(__file__).parent.parent / "README.md"
+SETTINGS_PAGE = Path(__file__).parent.parent / "docs" / "reference" / "settings.md"
 
 
 def test_defaults() -> None:
@@ -41,8 +41,8 @@ def test_an_unknown_lowercase_key_is_refused() -> None:
         load_settings(environ={}, overrides={"modle": "x"})
 
 
-def test_every_setting_is_in_the_readme_table_and_nothing_else() -> None:
-    documented = set(re.findall(r"^\| `(SNAKES_[A-Z0-9_]+)` \|", README.read_text(), flags=re.M))
+def test_every_setting_is_in_the_settings_page_and_nothing_else() -> None:
+    documented = set(re.findall(r"^\| `(SNAKES_[A-Z0-9_]+)` \|", SETTINGS_PAGE.read_text(), flags=re.M))
     assert documented == {setting.env for setting in SETTINGS}
 
 

@@ -70,8 +70,8 @@ def _export_int8(args: argparse.Namespace, fp32: Path, destination: Path) -> Non
     print("\n".join(result.lines()))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run a `snakes-web` subcommand."""
+def build_parser() -> argparse.ArgumentParser:
+    """Return the `snakes-web` parser with every subcommand declared (nothing runs; docs/reference/cli.md reads it)."""
     parser = argparse.ArgumentParser(prog="snakes-web", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-default-model", help=build_default_model.__doc__)
@@ -124,7 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     feedback = commands.add_parser("feedback", help="List, export (for `train`) or purge visitors' feedback.")
     feedback_cli.add_arguments(feedback)
     feedback.set_defaults(run=feedback_cli.run)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a `snakes-web` subcommand."""
+    args = build_parser().parse_args(argv)
     return int(args.run(args))
 
 
