@@ -15,7 +15,7 @@ MODEL ?= models/export.pkl
 SNAKES_MODEL ?= $(MODEL:.pkl=-int8.onnx)
 BENCH_ARGS ?=
 
-.PHONY: run test lint model bench clean
+.PHONY: run test lint docs model bench clean
 
 run: $(VENV)/.installed $(SNAKES_MODEL)
 	SNAKES_MODEL=$(SNAKES_MODEL) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
@@ -34,6 +34,15 @@ test: $(VENV)/.installed-test
 lint: $(VENV)/.installed-lint
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# The documentation site (docs/, mkdocs.yml) into site/, offline-readable; --strict: a broken link, a missing
+# page or a stale include fails. The reference pages come from the code: `make reference` rewrites them.
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict --site-dir site
+
+.PHONY: reference
+reference: $(VENV)/.installed
+	$(BIN)/python -m snakes_web.tools.reference
 
 model: $(MODEL)
 
@@ -60,6 +69,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet $(PIN) -e '.[test]'
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet $(PIN) -e '.[docs]'
 	touch $@
 
 # The bench's FastAPI peer (fastapi, uvicorn): only the bench and the tests install it, never the server.

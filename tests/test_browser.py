@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -331,7 +333,7 @@ def test_axe_finds_no_accessibility_violations(browser: Any, site: Any, viewport
     context.close()
 
 
-# --- the real default model, and the screenshots of the README ---------------------------------
+# --- the real default model, and the screenshots of the docs -----------------------------------
 
 @pytest.fixture(scope="module")
 def real_site(default_model_path: Path) -> Iterator[str]:
@@ -364,10 +366,20 @@ def test_the_real_model_answers_in_the_browser_and_the_result_is_photographed(
         assert shot.width == viewport["width"]
 
 
-def test_the_committed_screenshots_are_there_for_the_readme() -> None:
+def shown_in_the_docs(screenshot: Path) -> bool:
+    """Tell whether README.md or a docs page shows ``screenshot`` by the path that resolves from that page."""
     root = Path(__file__).parent.parent
-    readme = (root / "README.md").read_text()
+    for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        link = re.escape(os.path.relpath(screenshot, page.parent).replace(os.sep, "/"))
+        if re.search(rf"\]\({link}[)\s]|src=\"{link}\"", page.read_text()):
+            return True
+    return False
+
+
+def test_the_committed_screenshots_are_there_for_the_docs() -> None:
+    root = Path(__file__).parent.parent
     for name in ("result-desktop", "result-phone"):
-        assert (root / "docs/screenshots" / f"{name}.png").is_file()
-        assert f"docs/screenshots/{name}.png" in readme
+        screenshot = root / "docs/screenshots" / f"{name}.png"
+        assert screenshot.is_file()
+        assert shown_in_the_docs(screenshot), f"no page shows {screenshot.relative_to(root)}"
 

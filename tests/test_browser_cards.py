@@ -26,7 +26,7 @@ from tests.browser import (
     watched_page,
 )
 from tests.conftest import COLOURS, DATA, FakePredictor, image_bytes
-from tests.test_browser import axe_violations
+from tests.test_browser import axe_violations, shown_in_the_docs
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
@@ -250,7 +250,7 @@ def test_without_javascript_several_photos_post_and_the_heatmap_still_toggles(
     context.close()
 
 
-# --- the real default model: the screenshots of the README ----------------------------------------
+# --- the real default model: the screenshots of the docs ------------------------------------------
 
 @pytest.fixture(scope="module")
 def real_site(default_predictor: Any) -> Iterator[str]:
@@ -279,7 +279,7 @@ def test_the_real_model_maps_two_photos_and_the_cards_are_photographed(
         assert shot.width == viewport["width"]
 
 
-def test_the_committed_card_screenshots_are_in_the_readme() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_the_committed_card_screenshots_are_in_the_docs() -> None:
     for name in ("cards-desktop", "cards-phone"):
-        assert (SCREENSHOTS / f"{name}.png").is_file() and f"docs/screenshots/{name}.png" in readme
+        screenshot = SCREENSHOTS / f"{name}.png"
+        assert screenshot.is_file() and shown_in_the_docs(screenshot), f"no page shows {screenshot.name}"

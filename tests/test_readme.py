@@ -12,13 +12,14 @@ def test_ci_runs_the_readme_test_commands() -> None:
     assert re.search(r"^make test\b", readme, flags=re.M)
     assert re.search(r"^make test-container\b", readme, flags=re.M)
     assert re.search(r"^make lint\b", readme, flags=re.M)
+    assert re.search(r"^make docs\b", readme, flags=re.M)
     commands = [line for line in (ROOT / ".ci/run").read_text().splitlines()
                 if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
-    assert commands[-3:] == ["make lint", "make test", "make test-container"]
+    assert commands[-4:] == ["make lint", "make docs", "make test", "make test-container"]
     # Before them, only set-up: Debian's Chromium for the browser tests, Debian's PostgreSQL for the
     # feedback tests and HAProxy for the container suite when they are missing, and podman (with the tools
     # and base image of the container kit beside the clone) for the container suite.
-    chromium, postgres, haproxy, podman = commands[:-3]
+    chromium, postgres, haproxy, podman = commands[:-4]
     assert chromium.startswith("[ -x /usr/bin/chromium ] ||") and "apt-get install -y" in chromium
     assert postgres.startswith("command -v initdb >/dev/null ||") and "install -y -qq postgresql;" in postgres
     assert haproxy.startswith("[ -x /usr/sbin/haproxy ] ||") and "apt-get install -y -qq haproxy" in haproxy

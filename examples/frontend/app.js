@@ -1,4 +1,4 @@
-// The README's fetch() example as a working page: everything here is the frontend's own code.
+// The fetch() example of README.md and docs/guide.md as a working page: everything here is the frontend's own code.
 // It talks to the snakes-web API on another origin; the server's CORS headers make that legal.
 "use strict";
 
