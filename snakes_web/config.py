@@ -175,7 +175,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Key that signs feedback receipts: at least 32 bytes, random (start-up refuses a shorter one; "
             "`python -c \"import secrets; print(secrets.token_urlsafe(32))\"` makes one). Empty: one made once "
             "and kept in the database, read when a worker starts. Several replicas or dynos over their own "
-            "SQLite files must share one (start-up refuses otherwise)."),
+            "SQLite files must share one (otherwise, on a Heroku dyno or a Kubernetes pod, feedback turns itself off "
+            "and says why in the log and on its routes)."),
     Setting("FEEDBACK_TOKEN_TTL", 3600, int,
             "Seconds a prediction's feedback receipt stays valid."),
     Setting("FEEDBACK_IMAGE_SIDE", 512, int,
