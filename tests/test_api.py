@@ -1,4 +1,4 @@
-"""The JSON API: the README's contract for /api/v1/predict and /api/v1/model."""
+"""The JSON API: the contract docs/guide.md (and docs/reference/http.md) gives for /api/v1/predict and /api/v1/model."""
 from __future__ import annotations
 
 from typing import Any

@@ -1,6 +1,6 @@
 """The input budget: what one worker holds for request bodies and downloads is counted, bounded, and given back.
 
-The README promises: a body is reserved before it is read, and one the budget cannot hold is answered
+docs/serving.md promises: a body is reserved before it is read, and one the budget cannot hold is answered
 503 `memory-busy` with Retry-After without being read; a chunked body is counted as it arrives; large
 inputs leave a quarter of the budget to ordinary photos; batch URLs are downloaded one at a time, within
 one batch's byte and time limit; the budget comes from the worker's share of memory.

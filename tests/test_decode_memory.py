@@ -1,6 +1,6 @@
 """Decoding within a memory bound: what a decode would take is known before it starts, and it is made small early.
 
-The README promises: a file whose decode would take more than `SNAKES_MAX_DECODE_BYTES` is refused with 413
+docs/security.md promises: a file whose decode would take more than `SNAKES_MAX_DECODE_BYTES` is refused with 413
 before a pixel is decoded; every other image is reduced right after its decode, a strip at a time, so no
 full-size copy is made after the decode itself; ordinary photos get the answers they always had.
 """

@@ -1,4 +1,4 @@
-"""The layers the README's Development map draws: imports point down only, and nothing imports in a circle.
+"""The layers docs/development.md draws: imports point down only, and nothing imports in a circle.
 
 Every import in the package counts, the ones inside functions too (a lazy import is still a
 dependency). Each module belongs to the layer its sub-package names.

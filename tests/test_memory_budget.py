@@ -1,6 +1,6 @@
 """One visitor cannot take the server's memory: real gunicorn, two workers, the int8 default model, on loopback.
 
-The README promises: decode bombs (small files that decode to 48 MP) are refused from their header or
+docs/security.md promises: decode bombs (small files that decode to 48 MP) are refused from their header or
 decoded within the bound, never answered 5xx; uploads held open cost at most the input budget, and a
 request the budget cannot hold is answered 503 before its body is sent; the memory comes back after
 the attack; no worker dies. The attacking clients run in another process (their threads would starve

@@ -1,6 +1,6 @@
 """Graceful shutdown, for real: gunicorn gets SIGTERM while it holds a prediction and has answers to give.
 
-What the README promises in "Scale out": on SIGTERM /readyz answers 503 at once, the server goes on
+What docs/deployment.md promises in "Scale out": on SIGTERM /readyz answers 503 at once, the server goes on
 answering for SNAKES_DRAIN_SECONDS, then stops listening, finishes what it admitted and exits; a
 reload (SIGHUP) is not a stop, so /readyz stays 200 through it.
 """

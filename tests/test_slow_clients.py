@@ -1,6 +1,6 @@
 """Slow and hostile networks, for real: gunicorn on loopback, raw sockets, a dripping image server.
 
-What the README promises in "How requests are served": waiting (a slow upload, a slow URL) never
+What docs/serving.md promises: waiting (a slow upload, a slow URL) never
 holds the model; a request that arrives too slowly is cut with a 408; overload is a fast 503 with
 Retry-After; no request waits while an inference slot is free in any worker; HUP and a killed
 worker lose no more than the killed worker's own requests. Outcomes are asserted (statuses, that

@@ -31,7 +31,7 @@ def tool(name: str) -> str:
     """Return the path of a command-line tool, or fail saying how to get it."""
     found = shutil.which(name) or (str(KIT_BIN / name) if (KIT_BIN / name).exists() else None)
     if not found:
-        pytest.fail(f"{name} not found: run ../shared/container/setup-podman.sh (see README, Deploy)")
+        pytest.fail(f"{name} not found: run ../shared/container/setup-podman.sh (see docs/deployment.md)")
     return found
 
 
@@ -52,7 +52,7 @@ def build_args() -> list[str]:
 
 
 def record(name: str, value: float | int | str) -> None:
-    """Keep a measured number in test-artifacts/container-timings.json (for the README's table)."""
+    """Keep a measured number in test-artifacts/container-timings.json."""
     TIMINGS.parent.mkdir(exist_ok=True)
     numbers = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
     numbers[name] = value
