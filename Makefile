@@ -38,7 +38,7 @@ lint: $(VENV)/.installed-lint
 # The documentation site (docs/, mkdocs.yml) into site/, offline-readable; --strict: a broken link, a missing
 # page or a stale include fails. The reference pages come from the code: `make reference` rewrites them.
 docs: $(VENV)/.installed-docs
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 .PHONY: reference
 reference: $(VENV)/.installed
