@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import base64
+import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,3 +92,13 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def shown_in_the_docs(screenshot: Path) -> bool:
+    """Tell whether README.md or a docs page shows ``screenshot`` by the path that resolves from that page."""
+    root = Path(__file__).parent.parent
+    for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
+        link = re.escape(os.path.relpath(screenshot, page.parent).replace(os.sep, "/"))
+        if re.search(rf"\]\({link}[)\s]|src=\"{link}\"", page.read_text()):
+            return True
+    return False

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from tests.browser import (
     chromium,
     live_server,
     screenshot,
+    shown_in_the_docs,
     watched_page,
 )
 from tests.conftest import COLOURS, DATA, FakePredictor, ImageServer, Route, image_bytes
@@ -364,16 +363,6 @@ def test_the_real_model_answers_in_the_browser_and_the_result_is_photographed(
     context.close()
     with Image.open(path) as shot:
         assert shot.width == viewport["width"]
-
-
-def shown_in_the_docs(screenshot: Path) -> bool:
-    """Tell whether README.md or a docs page shows ``screenshot`` by the path that resolves from that page."""
-    root = Path(__file__).parent.parent
-    for page in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
-        link = re.escape(os.path.relpath(screenshot, page.parent).replace(os.sep, "/"))
-        if re.search(rf"\]\({link}[)\s]|src=\"{link}\"", page.read_text()):
-            return True
-    return False
 
 
 def test_the_committed_screenshots_are_there_for_the_docs() -> None:

@@ -23,10 +23,11 @@ from tests.browser import (
     chromium,
     live_server,
     screenshot,
+    shown_in_the_docs,
     watched_page,
 )
 from tests.conftest import COLOURS, DATA, FakePredictor, image_bytes
-from tests.test_browser import axe_violations, shown_in_the_docs
+from tests.test_browser import axe_violations
 
 pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(__file__).parent.parent / "docs" / "screenshots"
