@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from snakes_web.tools.bench.recipes import COLOURS, colour_photo, make_colour_dataset
@@ -58,15 +58,8 @@ def train_once(folder: Path, args: Sequence[str] = TEST_TRAINING_ARGS,
     photos = make_colour_dataset(folder / "photos")
     pkl = folder / "model" / "export.pkl"
     out, err = io.StringIO(), io.StringIO()
-    saved = {name: os.environ.get(name) for name in environ}
-    os.environ.update(environ)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = main(["train", str(photos), "-o", str(pkl), "--onnx", *args])
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        status = main(["train", str(photos), "-o", str(pkl), "--onnx", *args])
     return Trained(photos, pkl, status, out.getvalue(), err.getvalue())
