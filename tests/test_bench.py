@@ -141,16 +141,21 @@ def test_a_later_recipes_run_replaces_only_its_own_section() -> None:
 
 
 def test_the_bench_measures_our_server_against_fastapi_serving_the_same_predictor(smoke_report: str) -> None:
-    """The peer really ran: every photo has a row for ours and both FastAPI ways, each answering without errors."""
-    from snakes_web.tools.bench.versus import OURS, SMALL, STRONG, USUAL
+    """The peers really ran: every photo has a row for ours, both FastAPI ways and the bare Flask floor, each
+    answering without errors; the floor's ratios and the parsers' costs are written beside the targets."""
+    from snakes_web.tools.bench.versus import FLOOR, OURS, SMALL, STRONG, USUAL
 
     rows = cells(smoke_report.splitlines(), "| photo | server | img/s |")
     assert [(row[0], row[1]) for row in rows] == [(photo, server) for photo in (SMALL, "1 MP JPEG", "12 MP JPEG")
-                                                  for server in (OURS, STRONG, USUAL)]
+                                                  for server in (OURS, STRONG, USUAL, FLOOR)]
     for row in rows:
         assert float(row[2]) > 0 and float(row[4]) > 0 and row[3].endswith("×") and row[8] == "0"
         assert 0 <= float(row[7].rstrip("%")) <= 100
     assert all(f"- {photo}: ≥ " in smoke_report for photo in (SMALL, "1 MP JPEG", "12 MP JPEG"))
+    floor = re.search(r"\*\*The floor of our shape\*\* .*?: (.*)\.\n", smoke_report)
+    assert floor and len(re.findall(r"\d+\.\d\d×", floor.group(1))) == 3
+    parsing = re.search(r"takes gunicorn's parser ([\d.]+) µs and httptools ([\d.]+) µs", smoke_report)
+    assert parsing and float(parsing.group(1)) > 0 and float(parsing.group(2)) > 0
 
 
 def test_the_profile_puts_each_sample_in_its_stage_and_leaves_waiting_threads_out() -> None:

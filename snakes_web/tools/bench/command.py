@@ -92,8 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the same for the priors section (the int8 export of --model with and without its "
                              "deployment prior)")
     parser.add_argument("--only-versus", action="store_true",
-                        help="the same for the FastAPI section (our server against FastAPI + uvicorn serving the same "
-                             "predictor, on a small, a 1 MP and a 12 MP photo)")
+                        help="the same for the FastAPI section (our server against FastAPI + uvicorn and a bare Flask "
+                             "app serving the same predictor, on a small, a 1 MP and a 12 MP photo)")
     parser.add_argument("--role", choices=["bench", "baseline", "client"], default="bench", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--style", choices=list(BASELINES), default=STRONGEST, help=argparse.SUPPRESS)

@@ -7,8 +7,8 @@ intra-op thread per worker, the same priors) and answered with the same ``result
 leaves out is everything our server adds around the model: the inference gate, the input budget, paced
 sockets, request ids, CORS, CSP and security headers, metrics, feedback, the page.
 
-``BENCH_PEER_DECODE=pillow`` decodes as such apps usually do instead (``Image.open(...).convert("RGB")``:
-the whole image, no draft, no limits): the "as usually written" peer.
+``BENCH_PEER_DECODE=pillow`` decodes as such apps usually do instead (``same_model``): the "as usually
+written" peer.
 
 Run by the bench as ``uvicorn snakes_web.tools.bench.peer:app --workers 2`` with ``SNAKES_MODEL`` set;
 the model loads in each worker when it starts (the lifespan), never at import. FastAPI, uvicorn and
@@ -16,35 +16,21 @@ python-multipart are in the ``bench`` extra only: the server never imports this 
 """
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, File, HTTPException, UploadFile
-from PIL import Image
 
-from snakes_web.config import load_settings
 from snakes_web.exceptions import SnakesError
-from snakes_web.model.loader import load_configured
-from snakes_web.model.predictor import needed_side
-from snakes_web.web.inputs import decode_image
-from snakes_web.web.results import Doubt, result_payload
 
-#: ``pillow``: decode as usually written; anything else: our ``decode_image``.
-DECODE_ENV = "BENCH_PEER_DECODE"
-#: One worker's settings, predictor, model description and doubt rule, filled in when it starts.
-STATE: dict[str, Any] = {}
+from .same_model import answer, load
 
 
 @asynccontextmanager
 async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
     """Load the model once per worker process, as our gunicorn workers do."""
-    settings = load_settings(overrides={"TORCH_THREADS": int(os.environ.get("SNAKES_TORCH_THREADS") or 1)})
-    predictor = load_configured(settings)
-    STATE.update(settings=settings, predictor=predictor, model=predictor.describe(), doubt=Doubt.of(settings),
-                 side=needed_side(predictor), pillow=os.environ.get(DECODE_ENV) == "pillow")
+    load()
     yield
 
 
@@ -54,13 +40,7 @@ app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None
 @app.post("/api/v1/predict")
 def predict(file: UploadFile = File(...)) -> dict[str, Any]:  # noqa: B008  (FastAPI's own idiom)
     """Decode the upload and answer its predictions, as /api/v1/predict does."""
-    data = file.file.read()
     try:
-        if STATE["pillow"]:
-            image = Image.open(io.BytesIO(data)).convert("RGB")
-        else:
-            image = decode_image(data, STATE["settings"], min_side=STATE["side"])
-        predictions = STATE["predictor"].predict(image)
+        return answer(file.file.read())
     except SnakesError as error:
         raise HTTPException(error.status, str(error)) from None
-    return result_payload(predictions, STATE["model"], STATE["doubt"])

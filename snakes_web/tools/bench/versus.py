@@ -17,8 +17,9 @@ from pathlib import Path
 
 from snakes_web.tools.photos import photo_like
 
-from .peer import DECODE_ENV
+from .client import multipart, raw_request
 from .processes import torch_threads as cores
+from .same_model import DECODE_ENV
 from .scenarios import Load, Scenario
 from .servers import serve
 
@@ -26,6 +27,7 @@ VERSUS_HEADING = "## Against FastAPI: the same predictor behind the lightest pee
 OURS = "snakes-web (as shipped)"
 STRONG = "FastAPI + uvicorn, strongest (httptools, uvloop, no access log)"
 USUAL = "FastAPI + uvicorn, as usually written (access log on, Pillow's whole decode)"
+FLOOR = "Flask + gunicorn, bare (sync workers, one route, nothing around the model)"
 SMALL = "small photo (500×333)"
 #: The targets of the section: (image, least ratio of our images/s to the strongest peer's).
 TARGETS = ((SMALL, 1.1), ("1 MP JPEG", 1.2), ("12 MP JPEG", 1.2))
@@ -53,6 +55,67 @@ def uvicorn(workers: int, access_log: bool) -> Callable[[int], list[str]]:
     return command
 
 
+def floor(workers: int) -> Callable[[int], list[str]]:
+    """Return the command line of the floor (``floor.py``) on a port: gunicorn, ``workers`` sync workers."""
+    def command(port: int) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", "-c", "python:snakes_web.tools.bench.floor", "--workers",
+                str(workers), "--bind", f"127.0.0.1:{port}", "snakes_web.tools.bench.floor:app"]
+    return command
+
+
+def parse_cost_us(request: bytes, times: int) -> dict[str, float]:
+    """Time parsing one request from memory (head and body), gunicorn's parser against httptools: CPU µs each."""
+    import io
+    import time
+
+    import httptools
+    from gunicorn.config import Config
+    from gunicorn.http.parser import RequestParser
+
+    class Stream:
+        """A socket that hands out the request's bytes."""
+
+        def __init__(self) -> None:
+            self.buffer = io.BytesIO(request)
+
+        def recv(self, size: int) -> bytes:
+            return self.buffer.read(size)
+
+    class Body:
+        """httptools' callbacks: keep the body, note the end."""
+
+        def __init__(self) -> None:
+            self.chunks: list[bytes] = []
+            self.complete = False
+
+        def on_body(self, chunk: bytes) -> None:
+            self.chunks.append(chunk)
+
+        def on_message_complete(self) -> None:
+            self.complete = True
+
+    config = Config()
+
+    def with_gunicorn() -> int:
+        return len(next(iter(RequestParser(config, Stream(), ("127.0.0.1", 1)))).body.read())
+
+    def with_httptools() -> int:
+        body, stream = Body(), Stream()
+        parser = httptools.HttpRequestParser(body)
+        while not body.complete:
+            parser.feed_data(stream.recv(65536))
+        return len(b"".join(body.chunks))
+
+    costs = {}
+    for name, parse in (("gunicorn", with_gunicorn), ("httptools", with_httptools)):
+        parse()
+        started = time.process_time()
+        for _ in range(times):
+            parse()
+        costs[name] = (time.process_time() - started) * 1e6 / times
+    return costs
+
+
 def versus_section(model: Path, images: dict[str, Path], args: argparse.Namespace, work: Path) -> str:
     """Measure ours and the peer both ways on the three photos, alternated; return the Markdown section."""
     photos = {SMALL: small_photo(work, 0.25 if args.smoke else 1.0),
@@ -60,9 +123,9 @@ def versus_section(model: Path, images: dict[str, Path], args: argparse.Namespac
     workers = args.workers or 2
     threads = max(1, cores() // workers)
     ways: list[tuple[str, Callable[[int], list[str]] | None]] = [
-        (OURS, None), (STRONG, uvicorn(workers, False)), (USUAL, uvicorn(workers, True))]
+        (OURS, None), (STRONG, uvicorn(workers, False)), (USUAL, uvicorn(workers, True)), (FLOOR, floor(workers))]
     peer = {"SNAKES_TORCH_THREADS": str(threads)}
-    settings = {OURS: {}, STRONG: peer, USUAL: {**peer, DECODE_ENV: "pillow"}}
+    settings = {OURS: {}, STRONG: peer, USUAL: {**peer, DECODE_ENV: "pillow"}, FLOOR: peer}
     rounds = 1 if args.smoke else 3  # the spread between runs here is ±10%: more rounds against it
     runs: dict[str, list[Scenario]] = {name: [] for name, _ in ways}
     for turn in range(rounds):
@@ -71,7 +134,9 @@ def versus_section(model: Path, images: dict[str, Path], args: argparse.Namespac
             runs[name].append(serve(name, model, photos, args, work / f"versus-{index}-{turn}.log",
                                     settings=settings[name],
                                     command=command))
-    return render(runs, list(photos), args, photos, workers, threads, rounds)
+    request = raw_request("127.0.0.1", 8000, *multipart(photos[SMALL].read_bytes(), photos[SMALL].name))
+    parsing = parse_cost_us(request, 50 if args.smoke else 2000)
+    return render(runs, list(photos), args, photos, workers, threads, rounds) + parsed(parsing, photos[SMALL])
 
 
 def mean(loads: Sequence[Load], value: Callable[[Load], float]) -> float:
@@ -85,7 +150,9 @@ def render(runs: dict[str, list[Scenario]], labels: list[str], args: argparse.Na
     sizes = ", ".join(f"{label} {photos[label].stat().st_size / 1000:.0f} KB" for label in labels)
     lines = ["", VERSUS_HEADING, "",
              f"Same int8 export, same decode and predictor object (`snakes_web/tools/bench/peer.py`: a sync "
-             f"FastAPI endpoint calling `decode_image`, `load_configured(...).predict` and `result_payload`), "
+             f"FastAPI endpoint calling `decode_image`, `load_configured(...).predict` and `result_payload`; "
+             f"`floor.py`: the same behind one Flask route on gunicorn's sync workers, our shape with nothing "
+             f"else), "
              f"{workers} workers × {threads} inference thread(s) each, {args.concurrency} uploads in flight, each "
              f"on a new connection; each server measured {rounds} time(s), alternated, in this run; the mean. "
              f"Photos: {sizes}. Idle: the machine's CPU left idle while measured (client included).", "",
@@ -103,8 +170,7 @@ def render(runs: dict[str, list[Scenario]], labels: list[str], args: argparse.Na
                          f"{cpu:.2f} | {p50:.0f} | {p99:.0f} | {idle:.1%} | {sum(load.errors for load in server)} |")
     lines += ["", "Targets (issue 28), against the strongest peer:", ""]
     for label, least in TARGETS:
-        ours, theirs = (mean([s.loads[label] for s in runs[name]], lambda load: load.rate) for name in (OURS, STRONG))
-        ratio = ours / theirs if theirs else float("nan")
+        ratio = ratio_of(runs, OURS, STRONG, label)
         lines.append(f"- {label}: ≥ {least}× its images/s — {ratio:.2f}×, {'met' if ratio >= least else 'missed'}.")
     small_cpu = {name: mean([s.loads[SMALL] for s in runs[name]], lambda load: load.cpu_ms_per_image)
                  for name in (OURS, STRONG)}
@@ -114,4 +180,21 @@ def render(runs: dict[str, list[Scenario]], labels: list[str], args: argparse.Na
     idle = max(mean([s.loads[label] for s in runs[OURS]], lambda load: load.idle) for label in labels)
     lines.append(f"- Idle CPU at {args.concurrency} in flight ≤ {IDLE_TARGET:.0%} of the machine (ours, worst "
                  f"photo) — {idle:.1%}, {'met' if idle <= IDLE_TARGET else 'missed'}.")
+    bare = ", ".join(f"{label} {ratio_of(runs, FLOOR, STRONG, label):.2f}×" for label in labels)
+    lines += ["", f"**The floor of our shape** (Flask on gunicorn, nothing around the model) against the strongest "
+                  f"peer: {bare}."]
     return "\n".join(lines) + "\n"
+
+
+def ratio_of(runs: dict[str, list[Scenario]], name: str, other: str, label: str) -> float:
+    """Return one server's mean images/s on one photo over the rounds ÷ another's (nan if the other's is 0)."""
+    ours, theirs = (mean([scenario.loads[label] for scenario in runs[server]], lambda load: load.rate)
+                    for server in (name, other))
+    return ours / theirs if theirs else float("nan")
+
+
+def parsed(costs: dict[str, float], photo: Path) -> str:
+    """Render the in-process cost of parsing one request with each parser."""
+    return (f"\nIn process, one thread, from memory: parsing one request of the {SMALL} (head and "
+            f"{photo.stat().st_size / 1000:.0f} KB body) takes gunicorn's parser {costs['gunicorn']:.1f} µs and "
+            f"httptools {costs['httptools']:.1f} µs of CPU.\n")
