@@ -137,7 +137,7 @@ def batching_section(measured: dict[str, dict[int, float]], repeats: int) -> str
 
 # --- where a request's time goes ---------------------------------------------------------------
 
-def _cpu_ms(call: Callable[[], Any], times: int) -> float:
+def cpu_ms(call: Callable[[], Any], times: int) -> float:
     """Return the CPU ms one call takes (after one unmeasured call), averaged over ``times``."""
     call()
     began = time.process_time()
@@ -169,13 +169,13 @@ def _stages(path: Path, predictor: Any, client: Any, times: int) -> dict[str, fl
     image = load_image(data, 100_000_000, min_side=predictor.min_side)
     batch = predictor.prepare(image)
     stages = {
-        "sniff (only for a refused file)": _cpu_ms(lambda: sniff(data), times),
-        "decode, full size (not done)": _cpu_ms(lambda: load_image(data, 100_000_000), max(2, times // 3)),
-        "decode with draft": _cpu_ms(lambda: load_image(data, 100_000_000, min_side=predictor.min_side), times),
-        "resize + normalise": _cpu_ms(lambda: predictor.prepare(image), times),
-        "forward": _cpu_ms(lambda: predictor._session.run(None, {predictor.input_name: batch}), times),
-        "page preview thumbnail (page only)": _cpu_ms(lambda: thumbnail_jpeg(image), times),
-        "whole API request in process": _cpu_ms(
+        "sniff (only for a refused file)": cpu_ms(lambda: sniff(data), times),
+        "decode, full size (not done)": cpu_ms(lambda: load_image(data, 100_000_000), max(2, times // 3)),
+        "decode with draft": cpu_ms(lambda: load_image(data, 100_000_000, min_side=predictor.min_side), times),
+        "resize + normalise": cpu_ms(lambda: predictor.prepare(image), times),
+        "forward": cpu_ms(lambda: predictor._session.run(None, {predictor.input_name: batch}), times),
+        "page preview thumbnail (page only)": cpu_ms(lambda: thumbnail_jpeg(image), times),
+        "whole API request in process": cpu_ms(
             lambda: client.post("/api/v1/predict", data=body, content_type=content_type), times),
     }
     stages["rest: multipart, Flask, JSON"] = (stages["whole API request in process"] - stages["decode with draft"]

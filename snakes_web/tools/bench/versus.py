@@ -18,6 +18,7 @@ from pathlib import Path
 from snakes_web.tools.photos import photo_like
 
 from .client import multipart, raw_request
+from .in_process import cpu_ms
 from .processes import torch_threads as cores
 from .same_model import DECODE_ENV
 from .scenarios import Load, Scenario
@@ -66,7 +67,6 @@ def floor(workers: int) -> Callable[[int], list[str]]:
 def parse_cost_us(request: bytes, times: int) -> dict[str, float]:
     """Time parsing one request from memory (head and body), gunicorn's parser against httptools: CPU µs each."""
     import io
-    import time
 
     import httptools
     from gunicorn.config import Config
@@ -106,14 +106,7 @@ def parse_cost_us(request: bytes, times: int) -> dict[str, float]:
             parser.feed_data(stream.recv(65536))
         return len(b"".join(body.chunks))
 
-    costs = {}
-    for name, parse in (("gunicorn", with_gunicorn), ("httptools", with_httptools)):
-        parse()
-        started = time.process_time()
-        for _ in range(times):
-            parse()
-        costs[name] = (time.process_time() - started) * 1e6 / times
-    return costs
+    return {"gunicorn": cpu_ms(with_gunicorn, times) * 1000, "httptools": cpu_ms(with_httptools, times) * 1000}
 
 
 def versus_section(model: Path, images: dict[str, Path], args: argparse.Namespace, work: Path) -> str:
